@@ -1,0 +1,110 @@
+"""`hybridnas presets`, `summary` and `sample`: looking at architectures without training them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hybridnas.cli.errors import UserError
+from hybridnas.models.config import ArchConfig, dump_config, load_config
+from hybridnas.models.presets import PRESETS, preset
+from hybridnas.models.profile import profile
+
+console = Console()
+
+
+def resolve_config(
+    config_file: Optional[Path], preset_name: Optional[str], num_classes: Optional[int], image_size: Optional[int]
+) -> ArchConfig:
+    """The architecture named by exactly one of a config file and --preset, with input overrides."""
+    if (config_file is None) == (preset_name is None):
+        raise UserError("give exactly one of CONFIG_FILE and --preset")
+    if preset_name is not None:
+        return preset(preset_name, num_classes=num_classes, image_size=image_size)
+    cfg = load_config(config_file)
+    if num_classes is None and image_size is None:
+        return cfg
+    return cfg.with_input(num_classes=num_classes, image_size=image_size)
+
+
+ConfigArg = Annotated[Optional[Path], typer.Argument(help="Architecture config (YAML or JSON).", show_default=False)]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", help=f"One of: {', '.join(PRESETS)}.")]
+ClassesOpt = Annotated[Optional[int], typer.Option("--num-classes", help="Override the number of classes.")]
+SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Override the input size (pixels).")]
+
+
+def presets_cmd(json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List the papers' presets with their parameters and MACs at the paper's input size."""
+    rows = []
+    for name in PRESETS:
+        cfg = preset(name)
+        prof = profile(cfg)
+        rows.append(
+            {"preset": name, "image_size": cfg.input.image_size, "num_classes": cfg.input.num_classes,
+             "params": prof.params, "macs": prof.macs}
+        )
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="hybridnas presets (counted at each paper's input size and class count)")
+    for column in ("preset", "input", "classes", "params", "MACs"):
+        table.add_column(column, justify="left" if column == "preset" else "right")
+    for r in rows:
+        table.add_row(r["preset"], f"{r['image_size']}x{r['image_size']}", str(r["num_classes"]),
+                      f"{r['params']:,}", f"{r['macs'] / 1e9:.3f}G")
+    console.print(table)
+
+
+def summary_cmd(
+    config_file: ConfigArg = None,
+    preset_name: PresetOpt = None,
+    num_classes: ClassesOpt = None,
+    image_size: SizeOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Parameters, trainable parameters and MACs (one image) with a per-module breakdown."""
+    cfg = resolve_config(config_file, preset_name, num_classes, image_size)
+    prof = profile(cfg)
+    if json_out:
+        print(json.dumps({"name": cfg.name, "image_size": cfg.input.image_size,
+                          "num_classes": cfg.input.num_classes, **prof.as_dict()}, indent=2))
+        return
+    table = Table(title=f"{cfg.name or 'config'} at {cfg.input.image_size}x{cfg.input.image_size}, "
+                        f"{cfg.input.num_classes} classes")
+    table.add_column("module")
+    table.add_column("params", justify="right")
+    table.add_column("MACs", justify="right")
+    for m in prof.modules:
+        table.add_row(str(m["module"]), f"{m['params']:,}", f"{m['macs']:,}")
+    table.add_row("total", f"{prof.params:,}", f"{prof.macs:,}", style="bold")
+    console.print(table)
+    console.print(f"trainable parameters: {prof.trainable_params:,}")
+
+
+def sample_cmd(
+    space: Annotated[str, typer.Option("--space", help="A built-in space name or a space YAML file.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="How many configs to write.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="RandomSampler seed.")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the YAML files.")] = Path("samples"),
+    num_classes: ClassesOpt = None,
+    image_size: SizeOpt = None,
+) -> None:
+    """Write N configs drawn from a search space with Optuna's RandomSampler."""
+    from hybridnas.search_space import load_space, sample_configs
+
+    configs = sample_configs(load_space(space), n, seed=seed, num_classes=num_classes, image_size=image_size)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, cfg in enumerate(configs):
+        dump_config(cfg, out / f"sample_{i:04d}.yaml")
+    console.print(f"wrote {len(configs)} configs to {out}/")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("presets")(presets_cmd)
+    app.command("summary")(summary_cmd)
+    app.command("sample")(sample_cmd)

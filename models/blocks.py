@@ -1,0 +1,145 @@
+"""Convolutional building blocks of the super-model, one idea per module."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hybridnas.models.config import PoolConfig
+
+
+def activation(name: str) -> nn.Module:
+    return nn.GELU() if name == "gelu" else nn.ReLU(inplace=True)
+
+
+def pool(cfg: PoolConfig) -> nn.Module:
+    if cfg.kind == "max":
+        return nn.MaxPool2d(cfg.size)
+    if cfg.kind == "avg":
+        return nn.AvgPool2d(cfg.size)
+    return nn.Identity()
+
+
+def conv_norm_act(
+    in_ch: int, out_ch: int, kernel: int, act: str, norm: str = "post", stride: int = 1
+) -> nn.Sequential:
+    """Conv-BN-Act (post), BN-Conv-Act (pre, CHAE) or Conv-Act (none / Keras 'end' layers)."""
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
+    if norm == "pre":
+        return nn.Sequential(nn.BatchNorm2d(in_ch), conv, activation(act))
+    if norm == "post":
+        return nn.Sequential(conv, nn.BatchNorm2d(out_ch), activation(act))
+    return nn.Sequential(conv, activation(act))
+
+
+class ConvStack(nn.Sequential):
+    """`depth` conv layers; with norm='end' one BatchNorm follows the last activation (Zureick)."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_sizes: list[int], depth: int, act: str, norm: str, stride: int = 1
+    ) -> None:
+        kernels = kernel_sizes * depth if len(kernel_sizes) == 1 else kernel_sizes
+        layer_norm = "none" if norm == "end" else norm
+        layers: list[nn.Module] = []
+        for i, k in enumerate(kernels):
+            layers.append(conv_norm_act(in_ch if i == 0 else out_ch, out_ch, k, act, layer_norm, stride if i == 0 else 1))
+        if norm == "end":
+            layers.append(nn.BatchNorm2d(out_ch))
+        super().__init__(*layers)
+
+
+class MultiScaleConv(nn.Module):
+    """Parallel convs of several kernel sizes, concatenated on channels (SAMC's embedding)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_sizes: list[int], act: str, norm: str = "post") -> None:
+        super().__init__()
+        branch_ch = out_ch // len(kernel_sizes)
+        self.branches = nn.ModuleList(nn.Conv2d(in_ch, branch_ch, k, padding=k // 2) for k in kernel_sizes)
+        self.norm = nn.BatchNorm2d(out_ch) if norm != "none" else nn.Identity()
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(torch.cat([b(x) for b in self.branches], dim=1)))
+
+
+class SqueezeExcite(nn.Module):
+    """SE channel attention; `extra` inputs (aux logits, SE-R) join the squeeze vector: [T, z]."""
+
+    def __init__(self, channels: int, reduction: int, extra: int = 0) -> None:
+        super().__init__()
+        hidden = channels // reduction
+        self.fc1 = nn.Linear(channels + extra, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        z = x.mean(dim=(2, 3))
+        if extra is not None:
+            z = torch.cat([extra.to(z.dtype), z], dim=1)
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
+        return x * s[:, :, None, None]
+
+
+class ResidualBlock(nn.Module):
+    """ResNet basic (two 3x3) or bottleneck (1x1-3x3-1x1, x4) block with optional SE.
+
+    Follows the CIFAR SE-ResNet the SE-R paper trained: every conv is Conv-BN-ReLU (the last
+    one too), SE rescales the residual branch, then the shortcut is added and ReLU applied.
+    """
+
+    expansion = {"basic": 1, "bottleneck": 4}
+
+    def __init__(
+        self, kind: str, in_ch: int, width: int, stride: int, act: str, se_reduction: int | None, se_extra: int
+    ) -> None:
+        super().__init__()
+        out_ch = width * self.expansion[kind]
+        if kind == "basic":
+            self.residual = nn.Sequential(
+                conv_norm_act(in_ch, width, 3, act, stride=stride), conv_norm_act(width, out_ch, 3, act)
+            )
+        else:
+            self.residual = nn.Sequential(
+                conv_norm_act(in_ch, width, 1, act),
+                conv_norm_act(width, width, 3, act, stride=stride),
+                conv_norm_act(width, out_ch, 1, act),
+            )
+        self.se = SqueezeExcite(out_ch, se_reduction, se_extra) if se_reduction else None
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride), nn.BatchNorm2d(out_ch))
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.residual(x)
+        if self.se is not None:
+            out = self.se(out, extra)
+        return self.act(out + self.shortcut(x))
+
+
+class ConvResidualModule(nn.Module):
+    """Group18's residual module: two conv modules (Conv-BN-Act) plus identity, optional SE."""
+
+    def __init__(self, channels: int, kernel: int, act: str, norm: str, se_reduction: int | None, se_extra: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_norm_act(channels, channels, kernel, act, norm), conv_norm_act(channels, channels, kernel, act, norm)
+        )
+        self.se = SqueezeExcite(channels, se_reduction, se_extra) if se_reduction else None
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.body(x)
+        if self.se is not None:
+            out = self.se(out, extra)
+        return out + x
+
+
+class PooledShortcut(nn.Module):
+    """SAMC's residual: avg_pool(stage input) to the output size, 1x1-projected when widths differ."""
+
+    def __init__(self, in_ch: int, out_ch: int, out_size: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(out_size)
+        self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(x))
