@@ -1,1 +1,214 @@
-"""storage"""
+"""Where studies and their artifacts live: one Optuna RDB storage plus a file artifact store.
+
+URLs accepted by :func:`open_storage`:
+
+* ``sqlite:///path/to/hybridnas.db`` -- the embedded default (:data:`DEFAULT_STORAGE_URL`,
+  relative to the working directory), enough for one machine; several local processes may
+  share the file (a busy timeout makes writers wait instead of failing).
+* ``postgresql+psycopg://user:password@host:5432/db`` -- for real deployments with workers on
+  several machines. Plain ``postgresql://`` and ``postgres://`` are rewritten to the psycopg 3
+  driver.
+
+When no URL is given, ``$HYBRIDNAS_STORAGE`` is used, then :data:`DEFAULT_STORAGE_URL`.
+Passwords never leave this module unmasked: every error is a one-line :class:`StorageError`
+naming the problem and the URL as :func:`mask_url` prints it.
+
+Schema: :class:`~optuna.storages.RDBStorage` creates the tables of a new database. A database
+written by an older Optuna fails the compatibility check; it is *not* upgraded behind the
+user's back (other workers may still run the old version), the error names the exact command
+instead: ``optuna storage upgrade --storage URL`` (Optuna's own CLI, which runs
+``RDBStorage(url, skip_compatibility_check=True).upgrade()``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+from sqlalchemy.engine import make_url
+
+__all__ = [
+    "DEFAULT_STORAGE_URL",
+    "StorageError",
+    "artifact_store",
+    "artifacts_path",
+    "load_study",
+    "mask_url",
+    "open_storage",
+    "resolve_url",
+    "retried_from",
+]
+
+DEFAULT_STORAGE_URL = "sqlite:///hybridnas.db"
+STORAGE_ENV = "HYBRIDNAS_STORAGE"
+ARTIFACTS_ENV = "HYBRIDNAS_ARTIFACTS"
+DEFAULT_ARTIFACTS_DIR = "hybridnas-artifacts"
+
+_PSYCOPG = "postgresql+psycopg"
+_SQLITE_BUSY_TIMEOUT_S = 30
+_PG_CONNECT_TIMEOUT_S = 10
+# Recycle pooled connections before typical server/proxy idle timeouts cut them.
+_PG_POOL_RECYCLE_S = 1800
+_USERINFO = re.compile(r"(?P<head>://[^:/@]*:)(?P<password>.*)@(?P<tail>[^@]*)$")
+
+
+class StorageError(Exception):
+    """The storage cannot be used; the message is one line, with the password masked."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``; URLs without a password are unchanged."""
+    match = _USERINFO.search(url)
+    if match is None:
+        return url
+    return url[: match.start("password")] + "***" + url[match.end("password") :]
+
+
+def _password(url: str) -> str | None:
+    match = _USERINFO.search(url)
+    return match.group("password") if match and match.group("password") else None
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the given one, else ``$HYBRIDNAS_STORAGE``, else the SQLite default.
+
+    ``postgresql://`` and ``postgres://`` are pointed at the psycopg 3 driver, the only
+    PostgreSQL driver hybridnas installs.
+    """
+    url = url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE_URL
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return _PSYCOPG + "://" + url[len(prefix) :]
+    return url
+
+
+def _one_line(err: BaseException, secret: str | None) -> str:
+    """The driver's own reason on one line, scrubbed of the password (SQLAlchemy may quote URLs)."""
+    reason = getattr(err, "orig", None) or err
+    text = " ".join(str(reason).split()) or type(reason).__name__
+    if secret:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _engine_kwargs(url: str) -> dict:
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"echo": False, "connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
+    return {
+        "echo": False,
+        "hide_parameters": True,
+        "pool_pre_ping": True,
+        "pool_recycle": _PG_POOL_RECYCLE_S,
+        "connect_args": {"connect_timeout": _PG_CONNECT_TIMEOUT_S},
+    }
+
+
+def _check_scheme(url: str) -> None:
+    masked = mask_url(url)
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise StorageError(f"not a database URL: {masked}") from None
+    if parsed.get_backend_name() == "sqlite":
+        return
+    if parsed.drivername != _PSYCOPG:
+        raise StorageError(
+            f"unsupported storage URL scheme '{parsed.drivername}' in {masked}; "
+            f"use sqlite:///path/to/file.db or {_PSYCOPG}://user:password@host:5432/db"
+        )
+
+
+def open_storage(
+    url: str | None = None,
+    *,
+    heartbeat_interval: int | None = 60,
+    grace_period: int | None = None,
+    max_retry: int = 3,
+) -> RDBStorage:
+    """Open (and create the schema of) the RDB storage behind ``url``.
+
+    With ``heartbeat_interval`` set, every trial run under :meth:`optuna.study.Study.optimize`
+    records a heartbeat; a RUNNING trial whose last beat is older than ``grace_period``
+    (default: twice the interval) is failed the next time any worker asks for a trial, and
+    re-queued as a WAITING copy up to ``max_retry`` times (see :func:`retried_from`). That is
+    what lets a study survive killed workers. Pass ``heartbeat_interval=None`` for read-only
+    users such as the dashboard.
+    """
+    url = resolve_url(url)
+    _check_scheme(url)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+            return RDBStorage(
+                url,
+                engine_kwargs=_engine_kwargs(url),
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=callback,
+            )
+    except RuntimeError as err:
+        if "optuna storage upgrade" not in str(err):
+            raise
+        raise StorageError(
+            f"the schema of {mask_url(url)} was written by an older Optuna; upgrade it with: "
+            f"optuna storage upgrade --storage '{mask_url(url)}' (put the real password in place of ***)"
+        ) from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, KeyError, ValueError) as err:
+        raise StorageError(f"cannot open storage {mask_url(url)}: {_one_line(err, _password(url))}") from None
+
+
+def load_study(study_name: str, url: str | None = None, **storage_kwargs) -> optuna.Study:
+    """Load an existing study, or say which studies the storage does hold."""
+    storage = open_storage(url, **storage_kwargs)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        known = ", ".join(names) if names else "none"
+        raise StorageError(
+            f"no study named '{study_name}' in {mask_url(resolve_url(url))} (studies there: {known})"
+        ) from None
+
+
+def retried_from(trial: FrozenTrial) -> int | None:
+    """The number of the original trial that ``trial`` re-runs after a stale heartbeat, if any."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def artifacts_path(url: str | None = None) -> Path:
+    """The artifact folder that belongs to the storage behind ``url``.
+
+    ``$HYBRIDNAS_ARTIFACTS`` wins when set. Otherwise a SQLite file ``runs/nas.db`` keeps its
+    artifacts in ``runs/nas-artifacts/``, and any other storage uses ``./hybridnas-artifacts``.
+    Artifacts are plain files: workers on other machines must see the same folder (a shared
+    or network file system mounted at the same path, set through ``$HYBRIDNAS_ARTIFACTS``).
+    """
+    if os.environ.get(ARTIFACTS_ENV):
+        return Path(os.environ[ARTIFACTS_ENV])
+    url = resolve_url(url)
+    _check_scheme(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        db = Path(parsed.database)
+        return db.with_name(f"{db.stem}-artifacts")
+    return Path(DEFAULT_ARTIFACTS_DIR)
+
+
+def artifact_store(url: str | None = None) -> FileSystemArtifactStore:
+    """An Optuna artifact store in :func:`artifacts_path` (created if missing)."""
+    path = artifacts_path(url)
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
