@@ -95,8 +95,11 @@ def sample_cmd(
     image_size: SizeOpt = None,
 ) -> None:
     """Write N configs drawn from a search space with Optuna's RandomSampler."""
+    import optuna
+
     from hybridnas.search_space import load_space, sample_configs
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     configs = sample_configs(load_space(space), n, seed=seed, num_classes=num_classes, image_size=image_size)
     out.mkdir(parents=True, exist_ok=True)
     for i, cfg in enumerate(configs):

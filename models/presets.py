@@ -27,12 +27,12 @@ def zureick() -> dict[str, Any]:
         "input": {"image_size": 32, "num_classes": 10},
         "stages": [
             {
-                "block": "conv", "channels": 64, "depth": 2, "kernel_sizes": [3], "norm": "end",
+                "block": "conv", "channels": 64, "depth": 2, "kernel_sizes": [3, 3], "norm": "end",
                 "pool": {"kind": "max", "size": 2},
                 "attention": {"kind": "luong", "scope": "rows"},
             },
             {
-                "block": "conv", "channels": 256, "depth": 2, "kernel_sizes": [5], "norm": "end",
+                "block": "conv", "channels": 256, "depth": 2, "kernel_sizes": [5, 5], "norm": "end",
                 "pool": {"kind": "max", "size": 3}, "dropout": 0.25,
             },
         ],

@@ -1,0 +1,233 @@
+"""The union space: one define-by-run program over every knob of the super-model.
+
+The YAML file (spaces/union.yaml) holds the ranges; this program decides which knobs exist
+for a given trial so that every sampled config is valid by construction: widths come from a
+list that every head count divides, multi-scale widths are multiples of 6, pools and strides
+are only offered while the map is large enough, attention only on maps of at most
+`max_attention_tokens` positions, a CLS head only after a transformer, aux heads only before
+the last stage. A parameter's choices never depend on earlier answers (Optuna's samplers
+require a fixed distribution per name); where they would, the knob gets its own name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Choice = bool | int | float | str | None
+
+
+class SuggestsParams(Protocol):
+    """The part of optuna.Trial the program uses (a FixedTrial or a replay works too)."""
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any: ...
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int: ...
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float: ...
+
+
+class IntRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    low: int
+    high: int
+    step: int = 1
+
+
+class FloatRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    low: float
+    high: float
+    step: float | None = None
+
+
+class UnionKnobs(BaseModel):
+    """The ranges of the union space, as written in a `kind: union` space file."""
+
+    model_config = ConfigDict(extra="forbid")
+    stems: list[str] = ["none", "conv", "multiscale"]
+    stages: IntRange = IntRange(low=1, high=6)
+    blocks: list[str] = ["conv", "residual", "basic", "bottleneck", "multiscale"]
+    widths: list[int] = [16, 24, 32, 48, 64, 96, 128, 144, 192, 256, 384, 512]
+    multiscale_widths: list[int] = [24, 48, 96, 144, 192, 288, 384]
+    depth: IntRange = IntRange(low=1, high=6)
+    kernel_sizes: list[int] = [3, 5]
+    kernel_sets: list[str] = ["3-5", "3-5-7"]
+    norms: list[str] = ["post", "pre", "end"]
+    activations: list[str] = ["relu", "gelu"]
+    strides: list[int] = [1, 2]
+    pools: list[str] = ["none", "max", "avg"]
+    pool_sizes: list[int] = [2, 3, 4]
+    dropout: FloatRange = FloatRange(low=0.0, high=0.5, step=0.05)
+    se_reductions: list[int] = [0, 4, 8, 16]
+    attentions: list[str] = ["none", "mhsa", "conv_mhsa", "transformer", "luong"]
+    max_attention_tokens: int = Field(256, ge=1)
+    heads: list[int] = [1, 2, 4, 8]
+    attention_depth: IntRange = IntRange(low=1, high=3)
+    mlp_ratios: list[float] = [2.0, 4.0]
+    attention_dropout: FloatRange = FloatRange(low=0.0, high=0.3, step=0.1)
+    shortcuts: list[str] = ["none", "avgpool"]
+    heads_out: list[str] = ["avgpool", "flatten"]
+    max_flatten_hidden_features: int = 8192
+    head_hidden_units: list[int] = [0, 256, 512, 1024]
+    head_dropout: FloatRange = FloatRange(low=0.0, high=0.5, step=0.1)
+    aux: bool = True
+    aux_loss_weight: FloatRange = FloatRange(low=0.1, high=0.7, step=0.1)
+    aux_dropout: float = 0.7
+
+    @model_validator(mode="after")
+    def _widths_fit_heads(self) -> UnionKnobs:
+        for w in self.widths:
+            bad = [h for h in self.heads if w % h]
+            if bad:
+                raise ValueError(f"widths: {w} is not divisible by heads {bad}; every width must fit every head count")
+        sets = {len(s.split("-")) for s in self.kernel_sets}
+        for w in self.multiscale_widths:
+            bad = [h for h in self.heads if w % h] + [n for n in sets if w % n]
+            if bad:
+                raise ValueError(f"multiscale_widths: {w} is not divisible by {bad} (heads / kernel-set sizes)")
+        if any(s > 4 or s < 2 for s in self.pool_sizes):
+            raise ValueError("pool_sizes: sizes must be within 2..4")
+        return self
+
+
+def suggest_union(trial: SuggestsParams, k: UnionKnobs, *, num_classes: int, image_size: int) -> dict[str, Any]:
+    """Sample one architecture (as config data) from the union space."""
+    size = image_size
+    stem: dict[str, Any] = {"kind": trial.suggest_categorical("stem", k.stems)}
+    if stem["kind"] == "conv":
+        stem["channels"] = trial.suggest_categorical("stem.channels", k.widths)
+        stem["kernel_sizes"] = [trial.suggest_categorical("stem.kernel", k.kernel_sizes)]
+        stem["activation"] = trial.suggest_categorical("stem.activation", k.activations)
+    elif stem["kind"] == "multiscale":
+        stem["channels"] = trial.suggest_categorical("stem.ms_channels", k.multiscale_widths)
+        stem["kernel_sizes"] = _kernel_set(trial.suggest_categorical("stem.kernel_set", k.kernel_sets))
+        stem["activation"] = trial.suggest_categorical("stem.activation", k.activations)
+    channels = stem.get("channels", 3)
+
+    n_stages = trial.suggest_int("n_stages", k.stages.low, k.stages.high, step=k.stages.step)
+    stages = []
+    for i in range(n_stages):
+        stage, size = _suggest_stage(trial, k, f"s{i}.", first=i == 0 and stem["kind"] == "none",
+                                     channels=channels, size=size)
+        channels = stage["channels"] * (4 if stage["block"] == "bottleneck" else 1)
+        stages.append(stage)
+
+    return {
+        "input": {"image_size": image_size, "num_classes": num_classes},
+        "stem": stem,
+        "stages": stages,
+        "head": _suggest_head(trial, k, stages[-1], channels * size * size),
+        "aux": _suggest_aux(trial, k, stages),
+    }
+
+
+def _kernel_set(label: str) -> list[int]:
+    return [int(x) for x in label.split("-")]
+
+
+def _suggest_stage(
+    trial: SuggestsParams, k: UnionKnobs, p: str, *, first: bool, channels: int, size: int
+) -> tuple[dict[str, Any], int]:
+    blocks = [b for b in k.blocks if b != "residual"] if first else k.blocks
+    block = trial.suggest_categorical(p + ("block_first" if first else "block"), blocks)
+    stage: dict[str, Any] = {"block": block}
+    if block == "residual":
+        stage["channels"] = channels
+    elif block == "multiscale":
+        stage["channels"] = trial.suggest_categorical(p + "ms_channels", k.multiscale_widths)
+    else:
+        stage["channels"] = trial.suggest_categorical(p + "channels", k.widths)
+
+    if block == "multiscale":
+        stage["kernel_sizes"] = _kernel_set(trial.suggest_categorical(p + "kernel_set", k.kernel_sets))
+    else:
+        stage["depth"] = trial.suggest_int(p + "depth", k.depth.low, k.depth.high, step=k.depth.step)
+        if block in ("conv", "residual"):
+            stage["kernel_sizes"] = [trial.suggest_categorical(p + "kernel", k.kernel_sizes)]
+
+    if block == "conv":
+        stage["norm"] = trial.suggest_categorical(p + "norm", k.norms)
+    elif block == "residual":
+        stage["norm"] = trial.suggest_categorical(p + "residual_norm", [n for n in k.norms if n != "end"])
+    stage["activation"] = trial.suggest_categorical(p + "activation", k.activations)
+
+    if block in ("conv", "basic", "bottleneck") and size >= 2:
+        stage["stride"] = trial.suggest_categorical(p + "stride", k.strides)
+        size = -(-size // stage["stride"])
+    if size >= 2:
+        kind = trial.suggest_categorical(p + "pool", k.pools)
+        if kind != "none":
+            pool_size = trial.suggest_categorical(p + "pool_size", k.pool_sizes) if size >= max(k.pool_sizes) else 2
+            stage["pool"] = {"kind": kind, "size": pool_size}
+            size //= pool_size
+    stage["dropout"] = trial.suggest_float(p + "dropout", k.dropout.low, k.dropout.high, step=k.dropout.step)
+    if stage["dropout"] > 0:
+        stage["spatial_dropout"] = trial.suggest_categorical(p + "spatial_dropout", [False, True])
+    if block in ("basic", "bottleneck", "residual"):
+        reduction = trial.suggest_categorical(p + "se", k.se_reductions)
+        if reduction:
+            stage["se_reduction"] = reduction
+    if size * size <= k.max_attention_tokens:
+        attention = _suggest_attention(trial, k, p, size)
+        if attention is not None:
+            stage["attention"] = attention
+    shortcut = trial.suggest_categorical(p + "shortcut", k.shortcuts)
+    if shortcut != "none":
+        stage["shortcut"] = shortcut
+    return stage, size
+
+
+def _suggest_attention(trial: SuggestsParams, k: UnionKnobs, p: str, size: int) -> dict[str, Any] | None:
+    kind = trial.suggest_categorical(p + "attention", k.attentions)
+    if kind == "none":
+        return None
+    if kind == "luong":
+        return {"kind": kind, "scope": trial.suggest_categorical(p + "scope", ["rows", "global"])}
+    attention: dict[str, Any] = {"kind": kind, "heads": trial.suggest_categorical(p + "heads", k.heads)}
+    if kind in ("conv_mhsa", "transformer"):
+        attention["depth"] = trial.suggest_int(p + "att_depth", k.attention_depth.low, k.attention_depth.high)
+        attention["mlp_ratio"] = trial.suggest_categorical(p + "mlp_ratio", k.mlp_ratios)
+        attention["dropout"] = trial.suggest_float(
+            p + "att_dropout", k.attention_dropout.low, k.attention_dropout.high, step=k.attention_dropout.step
+        )
+    if kind == "conv_mhsa" and size >= 2:
+        attention["kv_stride"] = trial.suggest_categorical(p + "kv_stride", [1, 2])
+    return attention
+
+
+def _suggest_head(trial: SuggestsParams, k: UnionKnobs, last: dict[str, Any], flat_features: int) -> dict[str, Any]:
+    after_transformer = last.get("attention", {}).get("kind") == "transformer"
+    if after_transformer:
+        kind = trial.suggest_categorical("head_cls", [*k.heads_out, "cls"])
+    else:
+        kind = trial.suggest_categorical("head", k.heads_out)
+    head: dict[str, Any] = {"kind": kind}
+    if kind == "cls":
+        head["norm"] = "layernorm"
+    if kind != "flatten" or flat_features <= k.max_flatten_hidden_features:
+        hidden = trial.suggest_categorical("head_hidden", k.head_hidden_units)
+        if hidden:
+            head["hidden_units"] = [hidden]
+    head["dropout"] = trial.suggest_float("head_dropout", k.head_dropout.low, k.head_dropout.high, step=k.head_dropout.step)
+    return head
+
+
+def _suggest_aux(trial: SuggestsParams, k: UnionKnobs, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not k.aux:
+        return []
+    aux = []
+    for i in range(len(stages) - 1):
+        if not trial.suggest_categorical(f"aux{i}", [False, True]):
+            continue
+        head: dict[str, Any] = {
+            "after_stage": i,
+            "loss_weight": trial.suggest_float(
+                f"aux{i}.loss_weight", k.aux_loss_weight.low, k.aux_loss_weight.high, step=k.aux_loss_weight.step
+            ),
+            "dropout": k.aux_dropout,
+            "feeds_attention": False,
+        }
+        if any("se_reduction" in s for s in stages[i + 1 :]):
+            head["feeds_attention"] = trial.suggest_categorical(f"aux{i}.feeds", [False, True])
+        aux.append(head)
+    return aux
