@@ -12,6 +12,7 @@ import click
 import typer
 
 from hybridnas.cli import models_cmds
+from hybridnas.cli import service_cmds
 from hybridnas.cli.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_cmds.register(app)
+service_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
