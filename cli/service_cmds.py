@@ -36,7 +36,7 @@ StudyOpt = Annotated[str, typer.Option("--study", help="Study name.")]
 
 def dashboard_cmd(
     storage: StorageOpt = None,
-    host: Annotated[str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8080,
 ) -> None:
     """Serve optuna-dashboard over the study storage, with the artifact store wired in."""
@@ -45,7 +45,8 @@ def dashboard_cmd(
     rdb = open_storage(storage, heartbeat_interval=None)
     store = artifact_store(storage)
     console.print(f"optuna-dashboard at [bold]http://{host}:{port}/[/bold]")
-    console.print(f"storage {mask_url(resolve_url(storage))}, artifacts in {artifacts_path(storage)}/ (Ctrl-C stops it)")
+    console.print(f"storage {mask_url(resolve_url(storage))}, artifacts in {artifacts_path(storage)}/")
+    console.print("Ctrl-C stops it")
     try:
         optuna_dashboard.run_server(rdb, host=host, port=port, artifact_store=store)
     except OSError as err:
@@ -54,15 +55,21 @@ def dashboard_cmd(
         raise
 
 
+def _positive(value: Any) -> float | None:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value if is_number and value > 0 else None
+
+
 def _budget(study: optuna.Study) -> tuple[int | None, float | None]:
-    """The trial count and timeout (seconds) the study was launched with, when recorded."""
+    """The trial count and timeout (seconds) stored with the study by `hybridnas launch`, if any.
+
+    Read defensively: studies created by plain Optuna, or by older hybridnas, have none.
+    """
     definition = study.user_attrs.get("hybridnas")
     if not isinstance(definition, dict):
         return None, None
-    trials, timeout = definition.get("trials"), definition.get("timeout")
-    trials = trials if isinstance(trials, int) and not isinstance(trials, bool) and trials > 0 else None
-    timeout = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0 else None
-    return trials, timeout
+    trials = definition.get("trials")
+    return (_positive(trials) if isinstance(trials, int) else None), _positive(definition.get("timeout"))
 
 
 def _best(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, Any]:
@@ -75,7 +82,12 @@ def _best(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, Any]:
 
 
 def study_status(study: optuna.Study, now: datetime | None = None) -> dict[str, Any]:
-    """Counts, best result, throughput and ETA of a study as one JSON-ready dict."""
+    """Counts, best result, throughput and ETA of a study as one JSON-ready dict.
+
+    Throughput is finished (COMPLETE, PRUNED, FAIL) trials per hour of the study's wall time;
+    the ETA extrapolates the COMPLETE + PRUNED rate to the trial budget, capped by the
+    timeout counted from the first trial's start (workers started with the launch).
+    """
     now = now or datetime.now()
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(t.state == state for t in trials) for state in STATES}
@@ -142,7 +154,7 @@ def _print_status(status: dict[str, Any]) -> None:
 
 def _budget_reached(status: dict[str, Any]) -> bool:
     by_trials = status["budget_trials"] is not None and status["done"] >= status["budget_trials"]
-    by_time = status["budget_timeout_s"] is not None and status["eta_s"] == 0
+    by_time = status["budget_timeout_s"] is not None and status["eta_s"] == 0 and not status["trials"]["RUNNING"]
     return by_trials or by_time
 
 

@@ -58,7 +58,7 @@ def test_timeout_caps_the_eta(study: optuna.Study) -> None:
     assert study_status(study, now=T0 + timedelta(hours=2))["eta_s"] == 3600
 
 
-@pytest.mark.parametrize("definition", [None, "garbage", {"trials": "ten", "timeout": "1h"}, {"trials": None}])
+@pytest.mark.parametrize("definition", [None, "garbage", {"trials": "ten", "timeout": "1h"}, {"trials": None}, {"trials": 0}, {"trials": True}])
 def test_missing_or_odd_budget_is_no_eta(study: optuna.Study, definition: object) -> None:
     study.set_user_attr("hybridnas", definition)
     status = study_status(study)
