@@ -13,6 +13,10 @@ When no URL is given, ``$HYBRIDNAS_STORAGE`` is used, then :data:`DEFAULT_STORAG
 Passwords never leave this module unmasked: every error is a one-line :class:`StorageError`
 naming the problem and the URL as :func:`mask_url` prints it.
 
+Artifacts (exported configs, checkpoints) live beside the storage, see :func:`artifacts_path`:
+``<db stem>-artifacts/`` next to a SQLite file, else ``$HYBRIDNAS_ARTIFACTS`` or
+``./hybridnas-artifacts``. Workers on other machines need that folder on a shared path.
+
 Schema: :class:`~optuna.storages.RDBStorage` creates the tables of a new database. A database
 written by an older Optuna fails the compatibility check; it is *not* upgraded behind the
 user's back (other workers may still run the old version), the error names the exact command
@@ -26,6 +30,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from urllib.parse import unquote
 
 import optuna
 import sqlalchemy.exc
@@ -59,6 +64,7 @@ _PG_CONNECT_TIMEOUT_S = 10
 # Recycle pooled connections before typical server/proxy idle timeouts cut them.
 _PG_POOL_RECYCLE_S = 1800
 _USERINFO = re.compile(r"(?P<head>://[^:/@]*:)(?P<password>.*)@(?P<tail>[^@]*)$")
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)(?P<password>[^&]*)")
 
 
 class StorageError(Exception):
@@ -67,15 +73,17 @@ class StorageError(Exception):
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``; URLs without a password are unchanged."""
+    url = _QUERY_PASSWORD.sub(r"\g<key>***", url)
     match = _USERINFO.search(url)
     if match is None:
         return url
     return url[: match.start("password")] + "***" + url[match.end("password") :]
 
 
-def _password(url: str) -> str | None:
-    match = _USERINFO.search(url)
-    return match.group("password") if match and match.group("password") else None
+def _passwords(url: str) -> set[str]:
+    """The password as written in the URL and percent-decoded, as a driver may quote either."""
+    found = {m.group("password") for m in (_USERINFO.search(url), _QUERY_PASSWORD.search(url)) if m}
+    return {p for raw in found for p in (raw, unquote(raw)) if p}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -91,11 +99,11 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
-def _one_line(err: BaseException, secret: str | None) -> str:
+def _one_line(err: BaseException, secrets: set[str]) -> str:
     """The driver's own reason on one line, scrubbed of the password (SQLAlchemy may quote URLs)."""
     reason = getattr(err, "orig", None) or err
     text = " ".join(str(reason).split()) or type(reason).__name__
-    if secret:
+    for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 
@@ -115,6 +123,8 @@ def _engine_kwargs(url: str) -> dict:
 
 def _check_scheme(url: str) -> None:
     masked = mask_url(url)
+    if "{" in url or "}" in url:  # RDBStorage formats the URL as a template
+        raise StorageError(f"percent-encode braces in the storage URL as %7B and %7D: {masked}")
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
@@ -164,8 +174,8 @@ def open_storage(
             f"the schema of {mask_url(url)} was written by an older Optuna; upgrade it with: "
             f"optuna storage upgrade --storage '{mask_url(url)}' (put the real password in place of ***)"
         ) from None
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, KeyError, ValueError) as err:
-        raise StorageError(f"cannot open storage {mask_url(url)}: {_one_line(err, _password(url))}") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
+        raise StorageError(f"cannot open storage {mask_url(url)}: {_one_line(err, _passwords(url))}") from None
 
 
 def load_study(study_name: str, url: str | None = None, **storage_kwargs) -> optuna.Study:

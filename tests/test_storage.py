@@ -122,6 +122,7 @@ def test_password_never_logged(postgres_url: str, caplog: pytest.LogCaptureFixtu
         ("postgresql://postgres:{pw}@127.0.0.1:1/test", "Connection refused"),
         ("postgresql+psycopg://postgres:{pw}@127.0.0.1:5432/no_such_db_hybridnas", 'database "no_such_db_hybridnas"'),
         ("postgresql://postgres:{pw}@127.0.0.1:notaport/test", "not a database URL"),
+        ("postgresql://postgres:{pw}{{x}}@127.0.0.1/test", "percent-encode braces"),
     ],
 )
 def test_bad_urls_give_one_masked_line(postgres_url: str, url: str, reason: str) -> None:
@@ -135,13 +136,13 @@ def test_bad_urls_give_one_masked_line(postgres_url: str, url: str, reason: str)
     assert "postgres:***@" in message or "root:***@" in message
 
 
-def test_password_scrubbed_from_driver_text() -> None:
-    """SQLAlchemy quotes the URL it cannot load; the password must not ride along."""
-    secret = "pw-" + uuid.uuid4().hex[:6]
+@pytest.mark.parametrize("secret", ["pw-plain", "pw%2Fencoded"])
+def test_password_scrubbed_from_driver_text(secret: str) -> None:
+    """SQLAlchemy quotes the URL it cannot load; the password must not ride along, encoded or not."""
     with pytest.raises(StorageError) as info:
         open_storage(f"sqlite://user:{secret}@/x.db")
     assert "Invalid SQLite URL" in str(info.value)
-    assert secret not in str(info.value)
+    assert secret not in str(info.value) and "pw/encoded" not in str(info.value)
 
 
 def test_old_schema_names_the_upgrade_command(tmp_path) -> None:
@@ -164,6 +165,7 @@ def test_old_schema_names_the_upgrade_command(tmp_path) -> None:
         ("postgresql+psycopg://user@host/db", "postgresql+psycopg://user@host/db"),
         ("postgresql+psycopg://host:5432/db", "postgresql+psycopg://host:5432/db"),
         ("sqlite:///hybridnas.db", "sqlite:///hybridnas.db"),
+        ("postgresql+psycopg://u@h/db?sslmode=require&password=pw", "postgresql+psycopg://u@h/db?sslmode=require&password=***"),
         ("sqlite:////abs/path/with:colon@at.db", "sqlite:////abs/path/with:colon@at.db"),
     ],
 )
