@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from hybridnas.cli import models_cmds
 from hybridnas.cli import service_cmds
+from hybridnas.cli import study_cmds
 from hybridnas.cli.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 models_cmds.register(app)
 service_cmds.register(app)
+study_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,15 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except click.UsageError as err:
-        hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+    except typer.TyperException as err:
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         print(f"error: {err.format_message()}{hint}", file=sys.stderr)
-        sys.exit(2)
-    except click.ClickException as err:
-        print(f"error: {err.format_message()}", file=sys.stderr)
         sys.exit(2)

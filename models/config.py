@@ -144,7 +144,7 @@ class ArchConfig(_Strict):
     stem: StemConfig = StemConfig()
     stages: list[StageConfig] = Field(min_length=1, max_length=12)
     head: HeadConfig = HeadConfig()
-    aux: list[AuxConfig] = Field(default_factory=list, max_length=4)
+    aux: list[AuxConfig] = Field(default_factory=list, max_length=11)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ArchConfig:

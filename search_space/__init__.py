@@ -192,7 +192,9 @@ def space_from_document(document: Any, source: str = "space") -> SearchSpace:
         except ValidationError as err:
             first = err.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{source}: knobs.{loc}: {first['msg'].removeprefix('Value error, ')}") from None
+            msg = first["msg"].removeprefix("Value error, ")
+            # model-level checks have no location; their messages start with the field name
+            raise ConfigError(f"{source}: knobs.{loc}: {msg}" if loc else f"{source}: knobs.{msg}") from None
         document = {**document, "knobs": document.get("knobs") or {}}
     else:
         template = document.get("template")
