@@ -1,17 +1,18 @@
 """The CLI contract of presets / summary / sample, run as the installed console script."""
 
 import json
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-HYBRIDNAS = shutil.which("hybridnas")
+HYBRIDNAS = Path(sys.executable).with_name("hybridnas")  # the console script of this environment
 
 
 def run(*args, check=True):
-    assert HYBRIDNAS, "the hybridnas console script is not installed in this environment"
-    proc = subprocess.run([HYBRIDNAS, *args], capture_output=True, text=True, timeout=300)
+    assert HYBRIDNAS.is_file(), f"the hybridnas console script is not installed next to {sys.executable}"
+    proc = subprocess.run([str(HYBRIDNAS), *args], capture_output=True, text=True, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
