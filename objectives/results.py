@@ -1,0 +1,61 @@
+"""Picking a trial of a finished (or running) study and turning it back into a config."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hybridnas.models.config import ArchConfig, ConfigError, parse_config
+
+
+def trial_config(trial: FrozenTrial) -> ArchConfig:
+    """The exact config the trial built, from its `config` user attr."""
+    data = trial.user_attrs.get("config")
+    if data is None:
+        raise ConfigError(f"trial {trial.number} has no recorded config (it failed before sampling one)")
+    return parse_config(data)
+
+
+def _within(trial: FrozenTrial, max_params: int | None, max_macs: int | None) -> bool:
+    params, macs = trial.user_attrs.get("params"), trial.user_attrs.get("macs")
+    return (max_params is None or (params is not None and params <= max_params)) and (
+        max_macs is None or (macs is not None and macs <= max_macs)
+    )
+
+
+def select_trial(
+    study: optuna.Study,
+    *,
+    number: int | None = None,
+    best: bool = False,
+    pareto: bool = False,
+    max_params: int | None = None,
+    max_macs: int | None = None,
+) -> FrozenTrial:
+    """Exactly one of: trial `number`; the best COMPLETE trial; the Pareto-front trial with the
+    highest accuracy. `max_params` / `max_macs` restrict best and Pareto picks (SAMC's question:
+    the most accurate model under a parameter budget)."""
+    if sum((number is not None, best, pareto)) != 1:
+        raise ConfigError("choose exactly one of --trial N, --best and --pareto")
+    multi = len(study.directions) > 1
+    if number is not None:
+        matches = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+        if not matches:
+            raise ConfigError(f"study '{study.study_name}' has no trial {number}")
+        return matches[0]
+    if best and multi:
+        raise ConfigError(f"study '{study.study_name}' is multi-objective; use --pareto (optionally with --max-params)")
+    if pareto and not multi:
+        raise ConfigError(f"study '{study.study_name}' has a single objective; use --best")
+    if pareto:
+        candidates = study.best_trials
+    else:
+        candidates = [
+            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if all(v <= 0 for v in t.constraints.values())
+        ]
+    candidates = [t for t in candidates if _within(t, max_params, max_macs)]
+    if not candidates:
+        limits = " within the given limits" if max_params is not None or max_macs is not None else ""
+        raise ConfigError(f"study '{study.study_name}' has no completed trial{limits} yet")
+    return max(candidates, key=lambda t: (t.values[0], -t.number))
