@@ -1,0 +1,286 @@
+"""Datasets as whole uint8 tensors on the training device, decoded once and cached on disk.
+
+The training loop never touches PIL or DataLoader workers: a split is one N x C x H x W uint8
+tensor, and augmentation runs batched on the device (see `hybridnas.training.augment`).
+Decoding a JPEG tree is the slow part, so the decoded tensors are cached under
+`$HYBRIDNAS_CACHE` (default `~/.cache/hybridnas`) keyed by the source's identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+_CACHE_VERSION = 1
+_TEST_DIRS = ("test",)
+_TRAIN_DIRS = ("train",)
+
+
+class DataError(ValueError):
+    """A dataset that is missing, corrupt or laid out in a way we cannot read; one line says which."""
+
+
+@dataclass
+class DataSplits:
+    """Train/val (and optionally test) splits as uint8 N x C x H x W tensors on one device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor | None
+    test_y: torch.Tensor | None
+    num_classes: int
+    image_size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: list[str]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HYBRIDNAS_CACHE") or Path.home() / ".cache" / "hybridnas")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' means CUDA when present; anything else is passed to torch.device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_data(
+    spec: str,
+    *,
+    data_dir: str | Path | None = None,
+    val_fraction: float = 0.1,
+    train_subset: int | None = None,
+    val_subset: int | None = None,
+    with_test: bool = False,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+) -> DataSplits:
+    """Load a dataset and split a stratified, seeded validation set off its training split.
+
+    spec: "cifar10" | "cifar100" (torchvision's on-disk format in `data_dir`, downloaded if
+    absent and the network allows) or "folder:PATH" (an ImageFolder tree or a .tar/.tar.gz of
+    one). The validation set depends only on (labels, val_fraction, seed), so quick trials with
+    `train_subset` and full runs validate on the same images. `image_size` resizes folder
+    images (they are resized to their most common size anyway when sizes differ).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    raw = _load_raw(spec, data_dir, image_size)
+    if with_test and raw.get("test_x") is None:
+        raise DataError(f"{spec}: no test split (a folder dataset needs train/ and test/ directories)")
+    images, labels, classes = raw["train_x"], raw["train_y"], list(raw["classes"])
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    if train_subset is not None:
+        train_idx = train_idx[:train_subset]
+    if val_subset is not None:
+        val_idx = val_idx[:val_subset]
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise DataError(f"{spec}: empty split ({len(train_idx)} train, {len(val_idx)} val images)")
+    train_x = images[train_idx]
+    mean, std = channel_stats(train_x)
+    dev = resolve_device(device)
+    test_x, test_y = raw.get("test_x"), raw.get("test_y")
+    return DataSplits(
+        train_x=train_x.to(dev),
+        train_y=labels[train_idx].to(dev),
+        val_x=images[val_idx].to(dev),
+        val_y=labels[val_idx].to(dev),
+        test_x=test_x.to(dev) if with_test else None,
+        test_y=test_y.to(dev) if with_test else None,
+        num_classes=len(classes),
+        image_size=images.shape[-1],
+        channels=images.shape[1],
+        mean=mean,
+        std=std,
+        classes=classes,
+    )
+
+
+def stratified_split(labels: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices, disjoint and class-stratified, each in a class-interleaved order.
+
+    Every prefix of either list is close to class-balanced, so taking the first k indices is a
+    stratified subset; the val set is round(val_fraction * n_c) images of every class c.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    train_parts, val_parts, train_keys, val_keys = [], [], [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_val = max(1, round(val_fraction * len(idx))) if len(idx) > 1 else 0
+        for part, keys, chunk in ((val_parts, val_keys, idx[:n_val]), (train_parts, train_keys, idx[n_val:])):
+            part.append(chunk)
+            keys.append((torch.arange(len(chunk)) + torch.rand(len(chunk), generator=gen)) / max(len(chunk), 1))
+    return _interleave(train_parts, train_keys), _interleave(val_parts, val_keys)
+
+
+def _interleave(parts: list[torch.Tensor], keys: list[torch.Tensor]) -> torch.Tensor:
+    """Order indices by their relative rank within their class (a stable, jittered round-robin)."""
+    order = torch.argsort(torch.cat(keys), stable=True)
+    return torch.cat(parts)[order]
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] units, accumulated in float64 chunks to bound memory."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _load_raw(spec: str, data_dir: str | Path | None, image_size: int | None) -> dict:
+    if spec in ("cifar10", "cifar100"):
+        return _load_cifar(spec, data_dir)
+    if spec.startswith("folder:"):
+        return _load_folder(Path(spec.removeprefix("folder:")).expanduser(), image_size)
+    raise DataError(f"unknown dataset {spec!r}; use cifar10, cifar100 or folder:PATH")
+
+
+def _load_cifar(name: str, data_dir: str | Path | None) -> dict:
+    """torchvision's CIFAR pickles are fast to read already, so they are not cached again."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    root = Path(data_dir or os.environ.get("HYBRIDNAS_DATA") or cache_dir() / "data").expanduser()
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    try:
+        train, test = (cls(str(root), train=flag, download=True) for flag in (True, False))
+    except Exception as err:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
+        raise DataError(f"{name}: not found in {root} and could not be downloaded ({_one_line(err)})") from None
+
+    def tensors(ds: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.int64)
+
+    (train_x, train_y), (test_x, test_y) = tensors(train), tensors(test)
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "classes": list(train.classes)}
+
+
+def _load_folder(path: Path, image_size: int | None) -> dict:
+    """Decode an ImageFolder tree or archive once; later calls read the cached tensors."""
+    if not path.exists():
+        raise DataError(f"folder dataset {path} does not exist")
+    cache_file = cache_dir() / f"{path.name.split('.')[0]}-{_source_key(path, image_size)}.pt"
+    if cache_file.exists():
+        try:
+            return torch.load(cache_file, weights_only=True)
+        except Exception:  # noqa: BLE001 - a truncated or stale cache is rebuilt, never trusted
+            cache_file.unlink(missing_ok=True)
+    raw = _decode_folder(path, image_size)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+    torch.save(raw, tmp)
+    os.replace(tmp, cache_file)
+    return raw
+
+
+def _source_key(path: Path, image_size: int | None) -> str:
+    """Identity of the source: path, size and mtime of the archive or of every image in the tree."""
+    h = hashlib.sha256(f"v{_CACHE_VERSION}|{path.resolve()}|{image_size}".encode())
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path) if f != path else ''}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _iter_images(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
+    """(relative path, encoded bytes) of every image file in a tree or a tar archive."""
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            yield PurePosixPath(f.relative_to(path).as_posix()), f.read_bytes()
+        return
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.isfile() and PurePosixPath(member.name).suffix.lower() in IMAGE_SUFFIXES:
+                    yield PurePosixPath(member.name), tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable ImageFolder tree or tar archive ({_one_line(err)})") from None
+
+
+def _decode_folder(path: Path, image_size: int | None) -> dict:
+    """Group images by split (train/ and test/ directories, or one split) and class directory."""
+    groups: dict[str, dict[str, list[torch.Tensor]]] = {}
+    for rel, blob in _iter_images(path):
+        if len(rel.parts) < 2:
+            raise DataError(f"{path}: image {rel} is not inside a class directory")
+        try:
+            img = decode_rgb(blob)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise DataError(f"{path}: cannot decode {rel} ({_one_line(err)})") from None
+        groups.setdefault(str(rel.parent.parent), {}).setdefault(rel.parent.name, []).append(img)
+    if not groups:
+        raise DataError(f"{path}: no images found (expected CLASS/IMAGE files, as ImageFolder reads)")
+    train, test = _pick_splits(path, groups)
+    classes = sorted(set(train) | set(test or {}))
+    size = image_size or _modal_size(train)
+    out = dict(zip(("train_x", "train_y"), _stack(train, classes, size)))
+    if test is not None:
+        out.update(zip(("test_x", "test_y"), _stack(test, classes, size)))
+    out["classes"] = classes
+    return out
+
+
+def decode_rgb(blob: bytes) -> torch.Tensor:
+    """Encoded image bytes -> 3 x H x W uint8 (PIL; torchvision.io's decoders are deprecated)."""
+    with Image.open(io.BytesIO(blob)) as img:
+        return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).contiguous()
+
+
+def _pick_splits(path: Path, groups: dict[str, dict[str, list[torch.Tensor]]]) -> tuple[dict, dict | None]:
+    if len(groups) == 1:
+        return next(iter(groups.values())), None
+    by_name = {PurePosixPath(prefix).name: g for prefix, g in groups.items()}
+    train = next((by_name[n] for n in _TRAIN_DIRS if n in by_name), None)
+    test = next((by_name[n] for n in _TEST_DIRS if n in by_name), None)
+    if train is None or len(groups) > 2 or (len(groups) == 2 and test is None):
+        raise DataError(f"{path}: images under several roots {sorted(groups)}; expected one tree or train/ + test/")
+    return train, test
+
+
+def _modal_size(groups: dict[str, list[torch.Tensor]]) -> int:
+    """The most common square side, so a tree of mostly-uniform images keeps its native size."""
+    sizes = Counter(min(img.shape[-2:]) for imgs in groups.values() for img in imgs)
+    return sizes.most_common(1)[0][0]
+
+
+def _stack(groups: dict[str, list[torch.Tensor]], classes: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for img in groups.get(name, []):
+            images.append(img if tuple(img.shape[-2:]) == (size, size) else _square(img, size))
+            labels.append(label)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+
+
+def _square(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the shorter side to `size` and centre-crop, as torchvision's eval transforms do."""
+    return TF.center_crop(TF.resize(img, size, antialias=True), [size, size])
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
