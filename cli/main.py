@@ -11,6 +11,7 @@ import sys
 import typer
 
 from hybridnas.cli import models_cmds
+from hybridnas.cli import train_cmds
 from hybridnas.cli import service_cmds
 from hybridnas.cli import study_cmds
 from hybridnas.cli.errors import USER_ERRORS
@@ -23,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_cmds.register(app)
+train_cmds.register(app)
 service_cmds.register(app)
 study_cmds.register(app)
 
