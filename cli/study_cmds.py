@@ -238,7 +238,15 @@ def _run_workers(
     import ray
 
     from hybridnas.workers.ray_workers import run_ray_workers, start_ray
+    from hybridnas.workers.worker import prepare_data
 
+    if not (ray_address or os.environ.get("RAY_ADDRESS")):
+        # Local workers share this machine's data cache: fetch and decode the dataset once here
+        # (and fail fast on a bad path) instead of in every actor at the same time.
+        try:
+            prepare_data(definition)
+        except DataError as err:
+            raise UserError(str(err)) from None
     started = start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, n))
     launch_id = uuid.uuid4().hex[:6]
     console.print(f"running {n} worker(s) on Ray until {definition.trials} trials are COMPLETE or PRUNED (Ctrl-C stops)")

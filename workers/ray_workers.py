@@ -1,11 +1,12 @@
 """Ray actors that each own one device and run `run_worker` on it.
 
 On a node with GPUs every actor asks Ray for one GPU (`num_gpus=1`, so Ray sets
-CUDA_VISIBLE_DEVICES and N actors spread over N GPUs); elsewhere for a share of the CPUs,
-and limits torch's threads to that share. Stopping is cooperative: Ray cannot interrupt a
-running actor method, so the actor is threaded (`max_concurrency=2`) and `stop()` sets an
-event the running trial checks after each epoch. Whatever is still RUNNING after the grace
-period is killed and its trials marked FAIL "interrupted" by the launcher.
+CUDA_VISIBLE_DEVICES and N actors spread over N GPUs); elsewhere for a share of the CPUs.
+Either way torch's CPU threads are limited to the actor's share of the CPUs. Stopping is
+cooperative: Ray cannot interrupt a running actor method, so the actor is threaded
+(`max_concurrency=2`) and `stop()` sets an event the running trial checks after each epoch.
+Whatever is still RUNNING after the grace period is killed and its trials marked FAIL
+"interrupted" by the launcher.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from hybridnas.workers.worker import fail_running_trials, run_worker
 class TrialWorker:
     """The actor body: one device, one worker loop, a stop switch."""
 
-    def __init__(self, threads: int | None) -> None:
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, threads: int) -> None:
+        torch.set_num_threads(threads)
         # The launcher prints every finished trial with its reason; Optuna would repeat each
         # failure with a traceback from every actor.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -98,13 +98,13 @@ def run_ray_workers(
     artifacts_dir = str(artifacts_path(url).resolve())
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = int(ray.cluster_resources().get("CPU", 1))
+    threads = max(1, cpus // n_workers)
     if gpus:
         options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
-        threads, device = None, "cuda"
+        device = "cuda"
     else:
-        share = max(1, cpus // n_workers)
-        options = {"num_cpus": share}
-        threads, device = share, "cpu"
+        options = {"num_cpus": threads}
+        device = "cpu"
     actor_cls = ray.remote(TrialWorker)
     worker_ids = [f"{launch_id}-w{i}" for i in range(n_workers)]
     actors = [actor_cls.options(max_concurrency=2, **options).remote(threads) for _ in worker_ids]
@@ -118,7 +118,7 @@ def run_ray_workers(
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=poll_s)
             if on_poll is not None:
                 on_poll()
-        return ray.get(refs)
+        return [_result(ref, worker_id) for ref, worker_id in zip(refs, worker_ids)]
     except KeyboardInterrupt:
         _stop_actors(actors, refs, grace_s)
         fail_running_trials(open_storage(url, heartbeat_interval=None), study_name, worker_ids, INTERRUPTED)
@@ -126,6 +126,16 @@ def run_ray_workers(
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def _result(ref: Any, worker_id: str) -> dict[str, Any]:
+    """A worker's summary; an actor that died (killed, out of host memory) leaves its trial
+    RUNNING for the heartbeat check of the next worker to fail and re-queue."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayActorError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return {"worker": worker_id, "device": "unknown", "trials": {}, "stopped": f"died ({reason})"}
 
 
 def _stop_actors(actors: list[Any], refs: list[Any], grace_s: float) -> None:

@@ -34,6 +34,9 @@ from hybridnas.storage import artifact_store, load_study, open_storage
 from hybridnas.training.data import DataSplits, load_data, resolve_device
 
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# FAIL trials do not count towards the budget, so a study whose every trial crashes (a
+# learning rate that always diverges, data the models cannot fit in memory) would never end.
+MAX_FAILURES_IN_A_ROW = 5
 
 
 def default_worker_id() -> str:
@@ -85,6 +88,12 @@ def worker_data(definition: StudyDefinition, device: str) -> DataSplits:
     )
 
 
+def prepare_data(definition: StudyDefinition) -> None:
+    """Download / decode the dataset into the on-disk caches without keeping it in memory."""
+    worker_data(definition, "cpu")
+    _cached_data.cache_clear()
+
+
 def budget_left(study: optuna.Study, definition: StudyDefinition) -> int:
     done = len(study.get_trials(deepcopy=False, states=DONE_STATES))
     return definition.trials - done
@@ -134,9 +143,14 @@ def run_worker(
         stop=stop,
     )
     ran: Counter[str] = Counter()
+    failures_in_a_row = 0
 
     def count(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal failures_in_a_row
         ran[trial.state.name] += 1
+        failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            study.stop()
 
     def stop_requested(study: optuna.Study, trial: FrozenTrial) -> None:
         if stop is not None and stop.is_set():
@@ -154,6 +168,8 @@ def run_worker(
         fail_running_trials(storage, study_name, [worker_id])
     if stop is not None and stop.is_set():
         stopped = INTERRUPTED
+    elif failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+        stopped = f"{failures_in_a_row} failed trials in a row"
     elif budget_left(study, definition) > 0:
         stopped = "timeout"
     return {**summary, "trials": dict(ran), "stopped": stopped}
