@@ -173,3 +173,11 @@ def test_rotation_by_zero_degrees_is_identity_and_rotates_otherwise() -> None:
     assert torch.allclose(random_rotation(x, 0.0, torch.Generator()), x, atol=1e-5)
     rotated = random_rotation(x, 15.0, torch.Generator().manual_seed(0))
     assert rotated.shape == x.shape and not torch.allclose(rotated, x, atol=1e-2)
+
+
+def test_cifar10_reads_the_jpeg_export_in_the_data_dir_without_downloading() -> None:
+    via_name = load_data("cifar10", data_dir=ARCHIVE.parent, train_subset=64, val_subset=32)
+    via_folder = load_data(SPEC, train_subset=64, val_subset=32)
+    assert torch.equal(via_name.train_x, via_folder.train_x)
+    assert torch.equal(via_name.val_y, via_folder.val_y)
+    assert via_name.classes[0] == "airplane"

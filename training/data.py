@@ -161,14 +161,22 @@ def _load_raw(spec: str, data_dir: str | Path | None, image_size: int | None) ->
 
 
 def _load_cifar(name: str, data_dir: str | Path | None) -> dict:
-    """torchvision's CIFAR pickles are fast to read already, so they are not cached again."""
+    """torchvision's CIFAR pickles are fast to read already, so they are not cached again.
+
+    Without them, a JPEG ImageFolder export of the training split named
+    `<name>-train-jpeg.tar.gz` in the data directory (as ../shared/data holds) stands in for
+    the training split, before any download is tried; it has no test split.
+    """
     from torchvision.datasets import CIFAR10, CIFAR100
 
     root = Path(data_dir or os.environ.get("HYBRIDNAS_DATA") or cache_dir() / "data").expanduser()
     cls = CIFAR10 if name == "cifar10" else CIFAR100
+    jpeg_export = root / f"{name}-train-jpeg.tar.gz"
     try:
-        train, test = (cls(str(root), train=flag, download=True) for flag in (True, False))
+        train, test = (cls(str(root), train=flag, download=not jpeg_export.is_file()) for flag in (True, False))
     except Exception as err:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
+        if jpeg_export.is_file():
+            return _load_folder(jpeg_export, None)
         raise DataError(f"{name}: not found in {root} and could not be downloaded ({_one_line(err)})") from None
 
     def tensors(ds: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
