@@ -20,6 +20,7 @@ from hybridnas.training.engine import (
     EpochReport,
     TrainSettings,
     amp_dtype,
+    cpu_precision,
     evaluate,
     make_scheduler,
     train_model,
@@ -102,9 +103,9 @@ def test_checkpoint_reload_gives_identical_eval_accuracy(cifar: DataSplits, tmp_
     torch.save(result.model.state_dict(), tmp_path / "model.pt")
     model = build(cfg)
     model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
-    dtype = amp_dtype(settings.amp, torch.device("cpu"))
-    model = model.to(memory_format=torch.channels_last)
-    _, top1, top5 = evaluate(model, data.val_x, data.val_y, data, settings, torch.device("cpu"), dtype)
+    dtype, memory_format = cpu_precision(model, cfg, settings.batch_size)  # cached: the training run's choice
+    model = model.to(memory_format=memory_format)
+    _, top1, top5 = evaluate(model, data.val_x, data.val_y, data, settings, torch.device("cpu"), dtype, memory_format)
     assert (top1, top5) == (result.val_top1, result.val_top5)
 
 
@@ -200,4 +201,15 @@ def test_amp_dtype_follows_setting_and_device() -> None:
     cpu = torch.device("cpu")
     assert amp_dtype("off", cpu) is None
     assert amp_dtype("bf16", cpu) is torch.bfloat16 and amp_dtype("fp16", cpu) is torch.float16
-    assert amp_dtype("auto", cpu) is (torch.bfloat16 if torch.cpu._is_amx_tile_supported() else None)
+    assert amp_dtype("auto", cpu) is None  # the CPU's "auto" is measured per model by cpu_precision
+
+
+def test_cpu_precision_measures_once_per_architecture_and_leaves_the_model_untouched() -> None:
+    cfg = parse_config(TINY)
+    model = build(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    choice = cpu_precision(model, cfg, 64)
+    assert choice in [(None, torch.contiguous_format), (torch.bfloat16, torch.channels_last)]
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert cpu_precision(build(cfg), cfg, 64) == choice

@@ -40,8 +40,10 @@ class TrainSettings:
     adamw 1e-3. weight_decay None: sgd 5e-4, adam 0, adamw 0.05; never applied to biases and
     norm weights. schedule "step" is SE-R's (divide by 5 at 30/60/80% of the epochs);
     warm-up is linear over `warmup_epochs` (ignored by "onecycle", which has its own).
-    amp "auto": bf16 on CUDA when supported (else fp16 with loss scaling); bf16 on CPUs with
-    AMX, where it measured about 2-3x faster than fp32 (docs/benchmarks.md), fp32 elsewhere.
+    amp "auto": bf16 on CUDA when supported (else fp16 with loss scaling). On the CPU, bf16 +
+    channels_last only where it measures faster than fp32 NCHW for this very model (a few timed
+    steps before training; `cpu_precision`): it is 3x faster for Zureick's convs on an AMX CPU
+    but slower for the SE-ResNets (docs/benchmarks.md). Set amp "off" or "bf16" to fix it.
     """
 
     epochs: int = 10
@@ -119,6 +121,7 @@ class TrainResult:
     latency_ms_batch1: float | None
     latency_ms_batch256: float | None
     device: str
+    precision: str
     model: nn.Module = field(repr=False)
 
     def metrics(self) -> dict[str, object]:
@@ -176,9 +179,51 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16 if setting == "bf16" else torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and torch.cpu._is_amx_tile_supported():
-        return torch.bfloat16
     return None
+
+
+_CPU_PRECISION_CACHE: dict[tuple[str, int], tuple[torch.dtype | None, torch.memory_format]] = {}
+
+
+def cpu_precision(model: nn.Module, config: ArchConfig, batch_size: int) -> tuple[torch.dtype | None, torch.memory_format]:
+    """amp "auto" on the CPU: time forward+backward in fp32 NCHW and in bf16 channels_last, keep the faster.
+
+    Runs in eval mode (no BatchNorm statistics move) and leaves no gradients behind. Cached per
+    architecture and batch size for the process, so the same config trains the same way twice.
+    Without AMX tiles bf16 has no fast kernels, so fp32 is taken unmeasured.
+    """
+    key = (config.model_dump_json(), batch_size)
+    if key in _CPU_PRECISION_CACHE:
+        return _CPU_PRECISION_CACHE[key]
+    candidates: list[tuple[torch.dtype | None, torch.memory_format]] = [(None, torch.contiguous_format)]
+    if torch.cpu._is_amx_tile_supported():
+        candidates.append((torch.bfloat16, torch.channels_last))
+    inp = config.input
+    x = torch.randn(min(batch_size, 32), inp.channels, inp.image_size, inp.image_size)
+    was_training = model.training
+    model.eval()
+    seconds = {}
+    for dtype, memory_format in candidates if len(candidates) > 1 else []:
+        model.to(memory_format=memory_format)
+        xs = x.contiguous(memory_format=memory_format)
+        timings = []
+        for _ in range(3):
+            start = time.perf_counter()
+            with _autocast(torch.device("cpu"), dtype):
+                loss = model(xs).float().sum()
+            loss.backward()
+            timings.append(time.perf_counter() - start)
+        seconds[(dtype, memory_format)] = min(timings[1:])
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    choice = min(seconds, key=seconds.get) if seconds else candidates[0]
+    _CPU_PRECISION_CACHE[key] = choice
+    return choice
+
+
+def precision_name(dtype: torch.dtype | None, memory_format: torch.memory_format) -> str:
+    names = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return f"{names[dtype]}, {'channels_last' if memory_format == torch.channels_last else 'NCHW'}"
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
@@ -196,10 +241,13 @@ def _train(
     torch.manual_seed(settings.seed)
     model = build(config)
     prof = profile(config, model)
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    if settings.amp == "auto" and device.type == "cpu":
+        dtype, memory_format = cpu_precision(model, config, settings.batch_size)
+    else:
+        dtype = amp_dtype(settings.amp, device)
+        memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     step_model = torch.compile(model) if settings.compile else model
-    dtype = amp_dtype(settings.amp, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -262,7 +310,7 @@ def _train(
             torch.cuda.synchronize(device)
         epoch_train_seconds = time.perf_counter() - start
         train_seconds += epoch_train_seconds
-        val_loss, val_top1, val_top5 = evaluate(model, data.val_x, data.val_y, data, settings, device, dtype)
+        val_loss, val_top1, val_top5 = evaluate(model, data.val_x, data.val_y, data, settings, device, dtype, memory_format)
         report = EpochReport(
             epoch=epoch,
             train_loss=losses.mean().item(),
@@ -279,7 +327,7 @@ def _train(
     model.eval()
     test_top1 = test_top5 = None
     if status == "ok" and data.test_x is not None:
-        _, test_top1, test_top5 = evaluate(model, data.test_x, data.test_y, data, settings, device, dtype)
+        _, test_top1, test_top5 = evaluate(model, data.test_x, data.test_y, data, settings, device, dtype, memory_format)
     latency1 = latency256 = None
     if settings.measure_latency and status == "ok":
         latency1, latency256 = (inference_latency_ms(model, config, b, device, dtype, memory_format) for b in (1, 256))
@@ -301,6 +349,7 @@ def _train(
         latency_ms_batch1=latency1,
         latency_ms_batch256=latency256,
         device=_device_name(device),
+        precision=precision_name(dtype, memory_format),
         model=model,
     )
 
@@ -358,11 +407,11 @@ def evaluate(
     settings: TrainSettings,
     device: torch.device,
     dtype: torch.dtype | None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[float, float, float]:
     """(mean loss, top-1, top-5) of `model` in eval mode; one host sync at the end."""
     model.eval()
     x, y = x.to(device), y.to(device)
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     k = min(5, data.num_classes)
     totals = torch.zeros(3, device=device, dtype=torch.float64)
     for start in range(0, len(x), settings.eval_batch_size):
