@@ -11,6 +11,7 @@ import sys
 import typer
 
 from hybridnas.cli import models_cmds
+from hybridnas.cli import proxy_cmds
 from hybridnas.cli import train_cmds
 from hybridnas.cli import service_cmds
 from hybridnas.cli import study_cmds
@@ -24,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_cmds.register(app)
+proxy_cmds.register(app)
 train_cmds.register(app)
 service_cmds.register(app)
 study_cmds.register(app)

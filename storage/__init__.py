@@ -8,6 +8,10 @@ URLs accepted by :func:`open_storage`:
 * ``postgresql+psycopg://user:password@host:5432/db`` -- for real deployments with workers on
   several machines. Plain ``postgresql://`` and ``postgres://`` are rewritten to the psycopg 3
   driver.
+* ``grpc://host:port`` -- Optuna's gRPC storage proxy (``hybridnas storage-proxy``) in front of
+  one of the above: many workers share one database connection pool and one trial cache
+  instead of each polling the database. Needs ``grpcio``. The proxy client records no
+  heartbeats, so a killed worker's trial stays RUNNING instead of being failed and retried.
 
 When no URL is given, ``$HYBRIDNAS_STORAGE`` is used, then :data:`DEFAULT_STORAGE_URL`.
 Passwords never leave this module unmasked: every error is a one-line :class:`StorageError`
@@ -36,6 +40,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.exceptions import ExperimentalWarning
+from optuna.storages import GrpcStorageProxy
 from optuna.storages import RDBStorage
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
@@ -59,12 +64,14 @@ ARTIFACTS_ENV = "HYBRIDNAS_ARTIFACTS"
 DEFAULT_ARTIFACTS_DIR = "hybridnas-artifacts"
 
 _PSYCOPG = "postgresql+psycopg"
+_GRPC = "grpc://"
 _SQLITE_BUSY_TIMEOUT_S = 30
 _PG_CONNECT_TIMEOUT_S = 10
 # Recycle pooled connections before typical server/proxy idle timeouts cut them.
 _PG_POOL_RECYCLE_S = 1800
 _USERINFO = re.compile(r"(?P<head>://[^:/@]*:)(?P<password>.*)@(?P<tail>[^@]*)$")
 _QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)(?P<password>[^&]*)")
+_GRPC_ADDRESS = re.compile(r"grpc://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})/?")
 
 
 class StorageError(Exception):
@@ -121,8 +128,39 @@ def _engine_kwargs(url: str) -> dict:
     }
 
 
+def _grpc_address(url: str) -> tuple[str, int] | None:
+    """(host, port) of a ``grpc://host:port`` URL, None for database URLs."""
+    if not url.startswith(_GRPC):
+        return None
+    match = _GRPC_ADDRESS.fullmatch(url)
+    if match is None or not 1 <= int(match.group("port")) <= 65535:
+        raise StorageError(f"a storage proxy URL is grpc://host:port (port 1-65535), got {mask_url(url)}")
+    return match.group("host"), int(match.group("port"))
+
+
+def _open_proxy(url: str, host: str, port: int) -> GrpcStorageProxy:
+    """A client of ``hybridnas storage-proxy``, checked reachable so a typo fails here in one line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            proxy = GrpcStorageProxy(host=host, port=port)
+    except ImportError:
+        raise StorageError(f"{url} needs the gRPC client: pip install grpcio") from None
+    try:
+        proxy.wait_server_ready(timeout=_PG_CONNECT_TIMEOUT_S)
+    except ConnectionError:
+        proxy.close()
+        raise StorageError(
+            f"no storage proxy answers at {url} within {_PG_CONNECT_TIMEOUT_S}s; "
+            f"start one with: hybridnas storage-proxy --storage URL --host {host} --port {port}"
+        ) from None
+    return proxy
+
+
 def _check_scheme(url: str) -> None:
     masked = mask_url(url)
+    if _grpc_address(url) is not None:
+        return
     if "{" in url or "}" in url:  # RDBStorage formats the URL as a template
         raise StorageError(f"percent-encode braces in the storage URL as %7B and %7D: {masked}")
     try:
@@ -144,18 +182,23 @@ def open_storage(
     heartbeat_interval: int | None = 60,
     grace_period: int | None = None,
     max_retry: int = 3,
-) -> RDBStorage:
-    """Open (and create the schema of) the RDB storage behind ``url``.
+) -> RDBStorage | GrpcStorageProxy:
+    """Open (and create the schema of) the RDB storage behind ``url``, or connect to a proxy.
 
     With ``heartbeat_interval`` set, every trial run under :meth:`optuna.study.Study.optimize`
     records a heartbeat; a RUNNING trial whose last beat is older than ``grace_period``
     (default: twice the interval) is failed the next time any worker asks for a trial, and
     re-queued as a WAITING copy up to ``max_retry`` times (see :func:`retried_from`). That is
     what lets a study survive killed workers. Pass ``heartbeat_interval=None`` for read-only
-    users such as the dashboard.
+    users such as the dashboard. A ``grpc://host:port`` URL gives a
+    :class:`~optuna.storages.GrpcStorageProxy`; the heartbeat arguments then belong to the
+    proxy's own storage and are ignored here.
     """
     url = resolve_url(url)
     _check_scheme(url)
+    address = _grpc_address(url)
+    if address is not None:
+        return _open_proxy(url, *address)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
