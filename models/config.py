@@ -269,10 +269,10 @@ def _format_validation_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_config(data: Any) -> ArchConfig:
+def parse_config(data: Any, source: str = "config") -> ArchConfig:
     """Validate plain data into an ArchConfig, or raise ConfigError naming the field."""
     if not isinstance(data, dict):
-        raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         return ArchConfig.model_validate(data)
     except ValidationError as err:
@@ -286,7 +286,7 @@ def load_config(path: str | Path) -> ArchConfig:
         raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-    return parse_config(load_document(raw, str(path)))
+    return parse_config(load_document(raw, str(path)), source=str(path))
 
 
 def load_document(raw: bytes, source: str) -> Any:
@@ -299,6 +299,10 @@ def load_document(raw: bytes, source: str) -> Any:
         return yaml.load(text, Loader=_NoAliasLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a config") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{source}: unreadable value ({str(err).splitlines()[0]})") from None
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -72,6 +72,17 @@ def check_template(node: Any, path: str = "") -> list[str]:
                 problems.append(f"{where}: {kind} needs [low, high] of {kind}s")
             elif bounds[0] > bounds[1]:
                 problems.append(f"{where}: low {bounds[0]} is above high {bounds[1]}")
+            elif node.get("log") and bounds[0] <= 0:
+                problems.append(f"{where}: a log scale needs low > 0, got {bounds[0]}")
+            step = node.get("step")
+            if step is not None and (isinstance(step, bool) or not isinstance(step, numeric) or step <= 0):
+                problems.append(f"{where}: step must be a positive {kind}, got {step!r}")
+            elif step is not None and node.get("log"):
+                problems.append(f"{where}: step and log cannot be combined")
+            if not isinstance(node.get("log", False), bool):
+                problems.append(f"{where}: log must be true or false")
+        if not isinstance(node.get("name", ""), str) or node.get("name") == "":
+            problems.append(f"{where}: name must be a non-empty string")
         extra = set(node) - set(DISTRIBUTION_KEYS) - {"step", "log", "name"}
         if extra:
             problems.append(f"{where}: unknown distribution keys {sorted(extra)}")

@@ -11,11 +11,9 @@ require a fixed distribution per name); where they would, the knob gets its own 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-Choice = bool | int | float | str | None
 
 
 class SuggestsParams(Protocol):
@@ -28,54 +26,79 @@ class SuggestsParams(Protocol):
 
 class IntRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    low: int
-    high: int
-    step: int = 1
+    low: Annotated[int, Field(ge=0, le=64)]
+    high: Annotated[int, Field(ge=1, le=64)]
+    step: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
 
 
 class FloatRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    low: float
-    high: float
-    step: float | None = None
+    low: Annotated[float, Field(ge=0.0, lt=1.0)]
+    high: Annotated[float, Field(ge=0.0, lt=1.0)]
+    step: Annotated[float, Field(gt=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+
+def _choices(item: Any, at_most: int = 64) -> Any:
+    """A non-empty list of distinct choices of `item`."""
+    return Annotated[list[item], Field(min_length=1, max_length=at_most)]
+
+
+Width = Annotated[int, Field(ge=1, le=4096)]
 
 
 class UnionKnobs(BaseModel):
     """The ranges of the union space, as written in a `kind: union` space file."""
 
     model_config = ConfigDict(extra="forbid")
-    stems: list[str] = ["none", "conv", "multiscale"]
+    stems: _choices(Literal["none", "conv", "multiscale"]) = ["none", "conv", "multiscale"]
     stages: IntRange = IntRange(low=1, high=6)
-    blocks: list[str] = ["conv", "residual", "basic", "bottleneck", "multiscale"]
-    widths: list[int] = [16, 24, 32, 48, 64, 96, 128, 144, 192, 256, 384, 512]
-    multiscale_widths: list[int] = [24, 48, 96, 144, 192, 288, 384]
+    blocks: _choices(Literal["conv", "residual", "basic", "bottleneck", "multiscale"]) = [
+        "conv", "residual", "basic", "bottleneck", "multiscale"]
+    widths: _choices(Width) = [16, 24, 32, 48, 64, 96, 128, 144, 192, 256, 384, 512]
+    multiscale_widths: _choices(Width) = [24, 48, 96, 144, 192, 288, 384]
     depth: IntRange = IntRange(low=1, high=6)
-    kernel_sizes: list[int] = [3, 5]
-    kernel_sets: list[str] = ["3-5", "3-5-7"]
-    norms: list[str] = ["post", "pre", "end"]
-    activations: list[str] = ["relu", "gelu"]
-    strides: list[int] = [1, 2]
-    pools: list[str] = ["none", "max", "avg"]
-    pool_sizes: list[int] = [2, 3, 4]
+    kernel_sizes: _choices(Literal[1, 3, 5, 7, 9, 11, 13, 15]) = [3, 5]
+    kernel_sets: _choices(Annotated[str, Field(pattern=r"^(1|3|5|7|9|11|13|15)(-(1|3|5|7|9|11|13|15)){0,5}$")]) = [
+        "3-5", "3-5-7"]
+    norms: _choices(Literal["post", "pre", "end"]) = ["post", "pre", "end"]
+    activations: _choices(Literal["relu", "gelu"]) = ["relu", "gelu"]
+    strides: _choices(Literal[1, 2, 3, 4]) = [1, 2]
+    pools: _choices(Literal["none", "max", "avg"]) = ["none", "max", "avg"]
+    pool_sizes: _choices(Literal[2, 3, 4]) = [2, 3, 4]
     dropout: FloatRange = FloatRange(low=0.0, high=0.5, step=0.05)
-    se_reductions: list[int] = [0, 4, 8, 16]
-    attentions: list[str] = ["none", "mhsa", "conv_mhsa", "transformer", "luong"]
-    max_attention_tokens: int = Field(256, ge=1)
-    heads: list[int] = [1, 2, 4, 8]
+    se_reductions: _choices(Annotated[int, Field(ge=0, le=256)]) = [0, 4, 8, 16]
+    attentions: _choices(Literal["none", "mhsa", "conv_mhsa", "transformer", "luong"]) = [
+        "none", "mhsa", "conv_mhsa", "transformer", "luong"]
+    max_attention_tokens: int = Field(256, ge=1, le=4096)
+    heads: _choices(Annotated[int, Field(ge=1, le=64)]) = [1, 2, 4, 8]
     attention_depth: IntRange = IntRange(low=1, high=3)
-    mlp_ratios: list[float] = [2.0, 4.0]
+    mlp_ratios: _choices(Annotated[float, Field(gt=0.0, le=16.0)]) = [2.0, 4.0]
     attention_dropout: FloatRange = FloatRange(low=0.0, high=0.3, step=0.1)
-    shortcuts: list[str] = ["none", "avgpool"]
-    heads_out: list[str] = ["avgpool", "flatten"]
-    max_flatten_hidden_features: int = 8192
-    head_hidden_units: list[int] = [0, 256, 512, 1024]
+    shortcuts: _choices(Literal["none", "avgpool"]) = ["none", "avgpool"]
+    heads_out: _choices(Literal["avgpool", "flatten"]) = ["avgpool", "flatten"]
+    max_flatten_hidden_features: int = Field(8192, ge=0)
+    head_hidden_units: _choices(Annotated[int, Field(ge=0, le=8192)]) = [0, 256, 512, 1024]
     head_dropout: FloatRange = FloatRange(low=0.0, high=0.5, step=0.1)
     aux: bool = True
     aux_loss_weight: FloatRange = FloatRange(low=0.1, high=0.7, step=0.1)
-    aux_dropout: float = 0.7
+    aux_dropout: float = Field(0.7, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _widths_fit_heads(self) -> UnionKnobs:
+        if not 1 <= self.stages.low <= self.stages.high <= 12:
+            raise ValueError(f"stages: {self.stages.low}..{self.stages.high} is not within the 1..12 stages a config may have")
         for w in self.widths:
             bad = [h for h in self.heads if w % h]
             if bad:

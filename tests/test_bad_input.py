@@ -4,8 +4,7 @@ Hypothesis mutates the paper presets and the built-in space files (wrong types, 
 unknown keys, absurd sizes) and feeds random bytes, deep nesting and YAML bombs, as YAML and
 as JSON. Whatever happens must be either a valid result or a `ConfigError` whose message is
 one line and names the field or the file -- never another exception type, never a hang.
-Known bugs of that contract are pinned by the `xfail(strict=True)` tests at the end, each
-with the exact input, so that fixing one turns its test red until the mark is removed.
+Inputs that once broke that contract are kept as regression cases at the end.
 
 Storage URLs are checked through the CLI: one stderr line, exit code 2, password masked.
 """
@@ -198,7 +197,7 @@ def test_non_utf8_names_the_file(tmp_path: Path, raw: bytes, position: int) -> N
 @FUZZ
 @given(depth=st.integers(1, 60), style=st.sampled_from(["flow-list", "flow-map", "json-map", "block-list"]))
 def test_nesting_is_one_config_error(tmp_path: Path, depth: int, style: str) -> None:
-    """Nesting within the parser's recursion limit; deeper input is pinned by an xfail below."""
+    """Nesting within the parser's recursion limit; deeper input is a regression case below."""
     path = tmp_path / "deep.yaml"
     path.write_text(_nested(style, depth))
     outcome = load_config_outcome(path)
@@ -293,7 +292,7 @@ def test_random_bytes_as_a_space_are_one_config_error(tmp_path: Path, raw: bytes
     assert_one_line(outcome, str(path))
 
 
-# --- known bugs, pinned (owners: models/config.py and search_space/) ----------------------
+# --- inputs that once escaped as other exceptions or hung (found by the fuzzing above) -----
 
 KNOWN_CONFIG_BUGS = [
     pytest.param("stages: " + "[" * 5000 + "]" * 5000, id="deep-flow-list-RecursionError"),
@@ -303,8 +302,6 @@ KNOWN_CONFIG_BUGS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="load_document lets RecursionError / int-digit ValueError escape (bug, "
-                                       "models/config.py); remove this mark once it raises ConfigError")
 @pytest.mark.parametrize("text", KNOWN_CONFIG_BUGS)
 def test_known_config_bugs(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bug.yaml"
@@ -331,8 +328,6 @@ KNOWN_SPACE_BUGS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="space files whose ranges Optuna rejects, or that loop a million stages, "
-                                       "are not ConfigError (bug, search_space/); remove once they are")
 @pytest.mark.parametrize("text", KNOWN_SPACE_BUGS)
 def test_known_space_bugs(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bug.yaml"
