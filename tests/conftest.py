@@ -65,7 +65,7 @@ def hybridnas(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, st
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The local PostgreSQL; the Postgres path must not be skipped, so absence fails."""
     from hybridnas.storage import StorageError, open_storage

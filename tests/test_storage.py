@@ -27,20 +27,6 @@ from hybridnas.storage import (
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    """The local PostgreSQL; CI must not silently skip the Postgres path, so absence fails."""
-    try:
-        open_storage(POSTGRES_URL, heartbeat_interval=None).engine.dispose()
-    except StorageError as err:
-        pytest.fail(
-            f"PostgreSQL is required at {POSTGRES_URL} ({err}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
-            pytrace=False,
-        )
-    return POSTGRES_URL
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def storage_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":

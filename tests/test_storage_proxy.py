@@ -19,7 +19,6 @@ from hybridnas.cli.errors import UserError
 from hybridnas.cli.proxy_cmds import _check_port_free
 from hybridnas.storage import StorageError, artifacts_path, open_storage
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HYBRIDNAS = Path(sys.executable).with_name("hybridnas")
 # A hang guard, not a timing assertion: the CLI imports torch, slow on a busy 2-core machine.
 STARTUP_LIMIT_S = 180
@@ -29,20 +28,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    """The local PostgreSQL; absence fails the test instead of skipping it."""
-    try:
-        open_storage(POSTGRES_URL, heartbeat_interval=None).engine.dispose()
-    except StorageError as err:
-        pytest.fail(
-            f"PostgreSQL is required at {POSTGRES_URL} ({err}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
-            pytrace=False,
-        )
-    return POSTGRES_URL
 
 
 @pytest.fixture(scope="module")
