@@ -272,6 +272,8 @@ def worker_cmd(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     worker_id: Annotated[Optional[str], typer.Option("--worker-id", help="Name recorded on its trials (default HOST-PID).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
+    heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1, help="Seconds between heartbeats of the running trial.")] = 60,
+    grace_period: Annotated[Optional[int], typer.Option("--grace-period", min=1, help="Fail and re-queue a trial whose last heartbeat is older than this (default: twice the interval).")] = None,
 ) -> None:
     """Run one worker of an existing study until its budget is reached (Ctrl-C stops cleanly)."""
     import torch
@@ -281,7 +283,9 @@ def worker_cmd(
     if threads:
         torch.set_num_threads(threads)
     try:
-        result = run_worker(study_name, storage, worker_id, device)
+        result = run_worker(
+            study_name, storage, worker_id, device, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+        )
     except DataError as err:
         raise UserError(str(err)) from None
     ran = ", ".join(f"{n} {s}" for s, n in result["trials"].items()) or "no trials"

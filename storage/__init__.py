@@ -30,8 +30,11 @@ instead: ``optuna storage upgrade --storage URL`` (Optuna's own CLI, which runs
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import unquote
@@ -40,6 +43,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.exceptions import ExperimentalWarning
+from optuna.storages import BaseStorage
 from optuna.storages import GrpcStorageProxy
 from optuna.storages import RDBStorage
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -69,6 +73,11 @@ _SQLITE_BUSY_TIMEOUT_S = 30
 _PG_CONNECT_TIMEOUT_S = 10
 # Recycle pooled connections before typical server/proxy idle timeouts cut them.
 _PG_POOL_RECYCLE_S = 1800
+# How long a PostgreSQL storage call waits out an unreachable server (restart, failover) before
+# giving up, and the longest pause between its tries.
+_PG_RETRY_S = 120
+_PG_RETRY_MAX_PAUSE_S = 5.0
+_logger = logging.getLogger(__name__)
 _USERINFO = re.compile(r"(?P<head>://[^:/@]*:)(?P<password>.*)@(?P<tail>[^@]*)$")
 _QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)(?P<password>[^&]*)")
 _GRPC_ADDRESS = re.compile(r"grpc://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})/?")
@@ -126,6 +135,62 @@ def _engine_kwargs(url: str) -> dict:
         "pool_recycle": _PG_POOL_RECYCLE_S,
         "connect_args": {"connect_timeout": _PG_CONNECT_TIMEOUT_S},
     }
+
+
+def _transient(err: BaseException) -> BaseException | None:
+    """A lost or refused database connection (or a serialization failure / deadlock, which
+    psycopg also raises as OperationalError) anywhere in the chain of causes, else None.
+    Optuna wraps commit errors in StorageInternalError; the driver error is its cause."""
+    seen = 0
+    cause: BaseException | None = err
+    while cause is not None and seen < 10:
+        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return cause
+        if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return None
+
+
+def _retrying(method):
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        deadline = time.monotonic() + _PG_RETRY_S
+        pause = 0.25
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:
+                cause = _transient(err)
+                if cause is None or time.monotonic() + pause > deadline:
+                    raise
+                reason = _one_line(cause, _passwords(self.url))
+                _logger.warning("storage call %s failed (%s); retrying in %.2gs", method.__name__, reason, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, _PG_RETRY_MAX_PAUSE_S)
+
+    return call
+
+
+class _RetryingRDBStorage(RDBStorage):
+    """An RDBStorage whose calls wait out a database server that is briefly unreachable.
+
+    ``pool_pre_ping`` replaces connections that died while idle in the pool, but a call made
+    while the server is down (a restart takes seconds) raises, and a worker's trial would
+    crash, then Optuna's own bookkeeping of that crash, then the worker. Each storage call is
+    one transaction that rolls back on error, so it is retried with backoff (0.25 s doubling to
+    5 s, for up to 2 minutes) when the error is a lost or refused connection. The one thing a
+    retry cannot know is whether a commit whose acknowledgement was lost did land; a server
+    restart aborts in-flight transactions, so that needs the server to die exactly after
+    committing.
+    """
+
+
+# Every storage method (Study and Trial go through these) and the heartbeat's own two.
+_RETRIED = [n for n, m in vars(BaseStorage).items() if callable(m) and not n.startswith("_")]
+for _name in (*_RETRIED, "record_heartbeat", "_get_stale_trial_ids"):
+    setattr(_RetryingRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 
 def _grpc_address(url: str) -> tuple[str, int] | None:
@@ -189,7 +254,8 @@ def open_storage(
     records a heartbeat; a RUNNING trial whose last beat is older than ``grace_period``
     (default: twice the interval) is failed the next time any worker asks for a trial, and
     re-queued as a WAITING copy up to ``max_retry`` times (see :func:`retried_from`). That is
-    what lets a study survive killed workers. Pass ``heartbeat_interval=None`` for read-only
+    what lets a study survive killed workers. A PostgreSQL storage also retries calls that find
+    the server unreachable (see :class:`_RetryingRDBStorage`). Pass ``heartbeat_interval=None`` for read-only
     users such as the dashboard. A ``grpc://host:port`` URL gives a
     :class:`~optuna.storages.GrpcStorageProxy`; the heartbeat arguments then belong to the
     proxy's own storage and are ignored here.
@@ -203,7 +269,8 @@ def open_storage(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
-            return RDBStorage(
+            rdb = _RetryingRDBStorage if make_url(url).get_backend_name() == "postgresql" else RDBStorage
+            return rdb(
                 url,
                 engine_kwargs=_engine_kwargs(url),
                 heartbeat_interval=heartbeat_interval,

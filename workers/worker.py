@@ -37,6 +37,7 @@ DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # FAIL trials do not count towards the budget, so a study whose every trial crashes (a
 # learning rate that always diverges, data the models cannot fit in memory) would never end.
 MAX_FAILURES_IN_A_ROW = 5
+HEARTBEAT_INTERVAL_S = 60
 
 
 def default_worker_id() -> str:
@@ -108,17 +109,22 @@ def run_worker(
     seed_offset: int | None = None,
     stop: threading.Event | None = None,
     artifacts_dir: str | Path | None = None,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
+    grace_period: int | None = None,
 ) -> dict[str, Any]:
     """Run trials of the study until its budget (COMPLETE + PRUNED) or timeout is reached.
 
     `stop` lets a Ray actor end the loop from another thread: the running trial ends as FAIL
     "interrupted" at its next epoch. On Ctrl-C (KeyboardInterrupt) the running trial is
     failed the same way before the interrupt propagates, so this worker leaves nothing RUNNING.
+    `heartbeat_interval` / `grace_period` (seconds, default: twice the interval): this worker's
+    trials beat every interval, and it fails and re-queues any trial of the study whose last
+    beat is older than the grace period; every worker of a study should use the same values.
     Returns what this worker did: its id, device, trial states and why it stopped.
     """
     worker_id = worker_id or default_worker_id()
     definition = stored_definition(load_study(study_name, storage_url, heartbeat_interval=None))
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     offset = seed_offset if seed_offset is not None else seed_offset_for(worker_id)
     study = optuna.load_study(
         study_name=study_name,
