@@ -17,6 +17,7 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +166,9 @@ def run_worker(
     callbacks = [count, MaxTrialsCallback(definition.trials, states=DONE_STATES), stop_requested]
     stopped = "budget reached"
     try:
-        study.optimize(
-            objective, timeout=definition.timeout, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=True
-        )
+        timeout = timeout_left(study, definition)
+        if timeout is None or timeout > 0:
+            study.optimize(objective, timeout=timeout, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=True)
     except WorkerStopped:
         stopped = INTERRUPTED
     finally:
@@ -179,6 +180,20 @@ def run_worker(
     elif budget_left(study, definition) > 0:
         stopped = "timeout"
     return {**summary, "trials": dict(ran), "stopped": stopped}
+
+
+def timeout_left(study: optuna.Study, definition: StudyDefinition) -> float | None:
+    """Seconds left of the study's timeout, counted from its first trial's start.
+
+    One deadline for the whole study: a worker that joins late or a launch that resumes gets
+    what is left, not a fresh timeout (`hybridnas status` computes its ETA the same way).
+    """
+    if definition.timeout is None:
+        return None
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start is not None]
+    if not starts:
+        return definition.timeout
+    return max(definition.timeout - (datetime.now() - min(starts)).total_seconds(), 0.0)
 
 
 def fail_running_trials(
