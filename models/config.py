@@ -260,7 +260,8 @@ def _attention_problems(where: str, att: AttentionConfig, channels: int, size: i
     return problems
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError) -> str:
+    """pydantic's errors as one line of 'dotted.field: reason' parts."""
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
@@ -276,7 +277,7 @@ def parse_config(data: Any, source: str = "config") -> ArchConfig:
     try:
         return ArchConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"invalid config: {_format_validation_error(err)}") from None
+        raise ConfigError(f"invalid config: {format_validation_error(err)}") from None
 
 
 def load_config(path: str | Path) -> ArchConfig:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hybridnas.models.config import ConfigError, load_document
+from hybridnas.models.config import ConfigError, format_validation_error, load_document
 from hybridnas.search_space import SearchSpace, load_space, space_from_document
 from hybridnas.training.engine import TrainSettings
 
@@ -154,12 +154,7 @@ def validate_definition(data: Any, source: str = "study definition") -> StudyDef
     try:
         return StudyDefinition.model_validate(data)
     except ValidationError as err:
-        parts = []
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg}" if loc else msg)
-        raise ConfigError(f"{source}: {'; '.join(parts)}") from None
+        raise ConfigError(f"{source}: {format_validation_error(err)}") from None
     except (ConfigError, ValueError, TypeError) as err:
         raise ConfigError(f"{source}: {err}") from None
 
