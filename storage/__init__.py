@@ -144,7 +144,9 @@ def _transient(err: BaseException) -> BaseException | None:
     seen = 0
     cause: BaseException | None = err
     while cause is not None and seen < 10:
-        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        # PendingRollbackError: a session still holding the transaction a lost connection broke
+        transient = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.PendingRollbackError)
+        if isinstance(cause, transient):
             return cause
         if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
             return cause
@@ -187,9 +189,12 @@ class _RetryingRDBStorage(RDBStorage):
     """
 
 
-# Every storage method (Study and Trial go through these) and the heartbeat's own two.
+# Every storage method (Study and Trial go through these), the heartbeat's own two, and the
+# private ones Optuna's _CachedStorage calls on its backend (load_study wraps RDBStorage in it).
 _RETRIED = [n for n, m in vars(BaseStorage).items() if callable(m) and not n.startswith("_")]
-for _name in (*_RETRIED, "record_heartbeat", "_get_stale_trial_ids"):
+_CACHED_STORAGE_CALLS = ("_create_new_trial", "_get_trials", "_set_trial_param", "_get_best_trial_id")
+for _name in (*_RETRIED, "record_heartbeat", "_get_stale_trial_ids",
+              *(n for n in _CACHED_STORAGE_CALLS if hasattr(RDBStorage, n))):
     setattr(_RetryingRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 
