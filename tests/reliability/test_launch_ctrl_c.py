@@ -15,14 +15,15 @@ LAUNCH_GRACE_S = 30
 
 def test_ctrl_c_of_launch_exits_130_and_leaves_nothing_running(pg_study: PgStudy) -> None:
     s = pg_study
-    # Long enough that Ctrl-C lands mid-study, with trials in flight.
+    # Long enough that Ctrl-C lands mid-study, with trials in flight: 10 epochs, so a trial seen
+    # at epoch 1 still has seconds to go when the signal arrives (with 3 it could finish first).
     launch = s.spawn(
-        "launch", "--study", s.name, "--storage", s.url, *tiny_study_args(30, epochs=3), "--pruner", "none", "--workers", "2",
+        "launch", "--study", s.name, "--storage", s.url, *tiny_study_args(30, epochs=10), "--pruner", "none", "--workers", "2",
         log="launch", new_session=True,
     )
 
     def mid_study() -> bool:
-        # one trial finished, and one has reported epoch 1 of 3, so (no pruner) it is still training
+        # one trial finished, and one has reported epoch 1 of 10, so (no pruner) it is still training
         trials = s.trials()
         finished = any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         return finished and any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
