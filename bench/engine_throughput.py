@@ -27,14 +27,15 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import VisionDataset
 
+from common import CIFAR
 from hybridnas.models import HybridOutput, build
 from hybridnas.models.presets import preset
 from hybridnas.models.profile import profile
 from hybridnas.training.data import DataSplits, load_data
-from hybridnas.training.engine import TrainSettings, train_model
+from hybridnas.training.loop import train_model
+from hybridnas.training.settings import TrainSettings
 
 PRESETS = ("zureick", "group18", "chae", "samc", "se_r_resnet34")
-ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 
 
 class ArrayCIFAR(VisionDataset):
@@ -116,7 +117,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     n_train = args.steps * args.batch_size
-    data = load_data(f"folder:{ARCHIVE}", train_subset=n_train, val_subset=args.batch_size, device="cpu")
+    data = load_data(CIFAR, train_subset=n_train, val_subset=args.batch_size, device="cpu")
     print(f"{torch.get_num_threads()} threads", flush=True)
     peaks: dict[torch.dtype, list[float]] = {torch.float32: [], torch.bfloat16: []}
     results = []

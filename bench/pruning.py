@@ -24,9 +24,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
-HYBRIDNAS = str(Path(sys.executable).with_name("hybridnas"))
+from common import CIFAR, HYBRIDNAS, RESULTS, require_archive
+
 
 
 def run_arm(pruner: str, workdir: Path) -> dict[str, object]:
@@ -35,7 +34,7 @@ def run_arm(pruner: str, workdir: Path) -> dict[str, object]:
     study = f"pruning-{pruner}"
     subprocess.run(
         [HYBRIDNAS, "launch", "--study", study, "--storage", storage, "--workers", "0",
-         "--dataset", f"folder:{ARCHIVE}", "--train-subset", str(args.train_subset),
+         "--dataset", CIFAR, "--train-subset", str(args.train_subset),
          "--val-subset", str(args.val_subset), "--epochs", str(args.epochs), "--space", args.space,
          "--pruner", pruner, "--sampler", "tpe", "--seed", str(args.seed), "--trials", "100000",
          "--timeout", str(args.budget_s), "--max-macs", str(args.max_macs), "--optimizer", "adamw",
@@ -71,8 +70,7 @@ def run_arm(pruner: str, workdir: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    if not ARCHIVE.is_file():
-        sys.exit(f"needs {ARCHIVE}")
+    require_archive()
     with tempfile.TemporaryDirectory() as tmp:
         arms = [run_arm(pruner, Path(tmp)) for pruner in ("hyperband", "none")]
     hb, flat = arms
@@ -84,7 +82,7 @@ def main() -> None:
             hb["best_val_top1_per_cpu_hour"] / flat["best_val_top1_per_cpu_hour"], 3),
         "ratio_trials_trained_hyperband_over_none": round(hb["trials_trained"] / max(flat["trials_trained"], 1), 3),
     }
-    out = REPO / "bench" / "results" / "pruning.json"
+    out = RESULTS / "pruning.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print("| pruner | CPU-hours | trials trained | epochs trained | epochs saved | best val top-1 | best / CPU-hour |")
@@ -97,7 +95,7 @@ def main() -> None:
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--budget-s", type=int, default=300, help="the compute budget: timeout of each arm")
-parser.add_argument("--space", default=str(REPO / "examples" / "demo-space.yaml"))
+parser.add_argument("--space", default="demo")
 parser.add_argument("--epochs", type=int, default=6, help="max epochs per trial (Hyperband's max resource)")
 parser.add_argument("--train-subset", type=int, default=2000)
 parser.add_argument("--val-subset", type=int, default=500)

@@ -15,7 +15,7 @@ from hybridnas.cli import proxy_cmds
 from hybridnas.cli import train_cmds
 from hybridnas.cli import service_cmds
 from hybridnas.cli import study_cmds
-from hybridnas.cli.errors import USER_ERRORS
+from hybridnas.common import HybridNASError, catch_ctrl_c
 
 app = typer.Typer(
     name="hybridnas",
@@ -32,12 +32,13 @@ study_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
+    catch_ctrl_c()
     try:
         # without standalone mode typer returns the exit code (130 after Ctrl-C) instead of exiting
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except USER_ERRORS as err:
+    except HybridNASError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except typer.Exit as err:

@@ -1,19 +1,25 @@
-"""`hybridnas presets`, `summary` and `sample`: looking at architectures without training them."""
+"""`hybridnas presets`, `summary` and `sample`: looking at architectures without training them.
+
+Profiling imports torch, so it is imported inside the commands: `hybridnas --help` and the
+commands that never profile start without it.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hybridnas.cli.errors import UserError
-from hybridnas.models.config import ArchConfig, dump_config, load_config
+from hybridnas.common import UsageError
+from hybridnas.models.papers import PAPER_MODELS, Figure
 from hybridnas.models.presets import PRESETS, preset
-from hybridnas.models.profile import profile
+
+if TYPE_CHECKING:
+    from hybridnas.models.config import ArchConfig
 
 console = Console()
 
@@ -23,7 +29,9 @@ def resolve_config(
 ) -> ArchConfig:
     """The architecture named by exactly one of a config file and --preset, with input overrides."""
     if (config_file is None) == (preset_name is None):
-        raise UserError("give exactly one of CONFIG_FILE and --preset")
+        raise UsageError("give exactly one of CONFIG_FILE and --preset")
+    from hybridnas.models.config import load_config
+
     if preset_name is not None:
         return preset(preset_name, num_classes=num_classes, image_size=image_size)
     cfg = load_config(config_file)
@@ -38,8 +46,58 @@ ClassesOpt = Annotated[Optional[int], typer.Option("--num-classes", help="Overri
 SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Override the input size (pixels).")]
 
 
-def presets_cmd(json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+def fidelity_table() -> str:
+    """README's fidelity table: each paper's model counted at the paper's input, ours vs the paper's figures."""
+    from hybridnas.models.profile import profile
+
+    lines = [
+        "| preset | input, classes | params (ours) | paper | MACs (ours) | paper | source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in PAPER_MODELS:
+        prof = profile(preset(m.preset, num_classes=m.num_classes, image_size=m.image_size))
+        what = " trainable" if m.trainable_only else ""
+        ours = prof.trainable_params if m.trainable_only else prof.params
+        source = f"{m.paper.short}, {m.where}" if m.where else m.paper.short
+        lines.append(
+            f"| {m.preset} | {m.image_size}, {m.num_classes} | {ours:,}{what} | {_stated(m.params, 'not stated', what)} "
+            f"| {prof.macs / 1e9:.3f}G | {_stated(m.macs, '—')} | {source} |"
+        )
+    lines.append("")
+    papers = dict.fromkeys(m.paper for m in PAPER_MODELS)
+    lines += [f"- {p.short}: {p} (`papers/{p.file}`)" for p in papers]
+    return "\n".join(lines) + "\n"
+
+
+def _stated(figure: Figure | None, missing: str, what: str = "") -> str:
+    """A paper's figure with its tolerance: '21.655M ±0.5%', '≈400k ±5%', '5,370,314 trainable, exactly'."""
+    if figure is None:
+        return missing
+    if figure.tolerance == 0:
+        return f"{figure.value:,}{what}, exactly"
+    return f"{'≈' if figure.approximate else ''}{_abbreviated(figure.value)}{what} ±{figure.tolerance * 100:g}%"
+
+
+def _abbreviated(value: int) -> str:
+    """As the papers print counts: 21.655M, 1.21M, 400k."""
+    for scale, unit in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3f}".rstrip("0").rstrip(".") + unit
+    return str(value)
+
+
+def presets_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print README's fidelity table (ours vs the papers').")] = False,
+) -> None:
     """List the papers' presets with their parameters and MACs at the paper's input size."""
+    from hybridnas.models.profile import profile
+
+    if json_out and markdown:
+        raise UsageError("--json and --markdown do not combine; choose one")
+    if markdown:
+        print(fidelity_table(), end="")
+        return
     rows = []
     for name in PRESETS:
         cfg = preset(name)
@@ -68,6 +126,8 @@ def summary_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Parameters, trainable parameters and MACs (one image) with a per-module breakdown."""
+    from hybridnas.models.profile import profile
+
     cfg = resolve_config(config_file, preset_name, num_classes, image_size)
     prof = profile(cfg)
     if json_out:
@@ -97,6 +157,7 @@ def sample_cmd(
     """Write N configs drawn from a search space with Optuna's RandomSampler."""
     import optuna
 
+    from hybridnas.models.config import dump_config
     from hybridnas.search_space import load_space, sample_configs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

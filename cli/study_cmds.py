@@ -1,170 +1,76 @@
 """`hybridnas launch`, `worker` and `export`: define and run a search, then take its result out.
 
-`launch` writes the study definition into the study (so a worker anywhere needs only the
-storage URL and the study name), then runs N workers as Ray actors. `worker` runs one worker
-by hand on any machine. `export` writes a trial's config as YAML that rebuilds the exact model.
+Each command parses its flags, calls the study service (`hybridnas.objectives.study`) or the
+workers, and prints. `launch`'s study flags are derived from `StudyDefinition`'s fields.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-import warnings
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import optuna
 import typer
-from optuna.exceptions import ExperimentalWarning
-from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
-from hybridnas.cli.errors import UserError
-from hybridnas.models.config import ConfigError, dump_config
-from hybridnas.objectives.results import select_trial, trial_config
-from hybridnas.objectives.study_definition import (
-    USER_ATTR,
-    StudyDefinition,
-    absolutize_paths,
-    read_definition_file,
-    stored_definition,
-    validate_definition,
+from hybridnas.cli._options import (
+    ArtifactsOpt,
+    CpusPerWorkerOpt,
+    GpusPerWorkerOpt,
+    GraceOpt,
+    HeartbeatOpt,
+    MaxMacsOpt,
+    MaxParamsOpt,
+    RayAddressOpt,
+    StorageOpt,
+    StudyOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    keyword,
+    model_options,
+    with_parameters,
 )
-from hybridnas.storage import StorageError, load_study, mask_url, open_storage, resolve_url
-from hybridnas.training.data import DataError
+from hybridnas.cli._progress import LaunchProgress
+from hybridnas.objectives.study_definition import DEFINITION_FLAGS, TRAINING_FLAGS, StudyDefinition
+from hybridnas.training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
 
 console = Console(soft_wrap=True)
 
-StudyOpt = Annotated[str, typer.Option("--study", help="Study name.")]
-StorageOpt = Annotated[
-    Optional[str],
-    typer.Option("--storage", help="Storage URL (default: $HYBRIDNAS_STORAGE, else sqlite:///hybridnas.db)."),
-]
-MaxParamsOpt = Annotated[Optional[int], typer.Option("--max-params", min=1, help="Parameter limit.")]
-MaxMacsOpt = Annotated[Optional[int], typer.Option("--max-macs", min=1, help="MAC limit (one image).")]
-
-_STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
-
-
-def _ray_user_error(err: Exception) -> Exception:
-    """A worker's user-facing error (bad data path, unreachable storage) without Ray's traceback."""
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, (ConfigError, DataError, StorageError)):
-        return UserError(str(cause))
-    return err
-
-
-def _definition_input(config: Optional[Path], flags: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
-    """The study YAML (if any) overridden by the flags that were given."""
-    data = read_definition_file(config) if config is not None else {}
-    given = {k: v for k, v in flags.items() if v is not None}
-    data.update(absolutize_paths(given, Path.cwd()))
-    given_training = {k: v for k, v in training.items() if v is not None}
-    if given_training:
-        data["training"] = {**data.get("training", {}), **given_training}
-    return data
-
-
-def _open_or_create(study_name: str, storage_url: Optional[str], given: dict[str, Any]) -> tuple[optuna.Study, StudyDefinition, bool]:
-    """(study, definition, created). A resume may change the budget, nothing else."""
-    storage = open_storage(storage_url, heartbeat_interval=None)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        study = None
-    if study is not None and USER_ATTR in study.user_attrs:
-        stored = stored_definition(study)
-        if not given:
-            return study, stored, False
-        requested = validate_definition({**stored.to_document(), **given}, "--config/flags")
-        changed = requested.differences(stored)
-        if changed:
-            raise UserError(
-                f"study '{study_name}' exists with a different {', '.join(changed)}; "
-                "resume it without those options, or pick another --study name"
-            )
-        if requested != stored:
-            study.set_user_attr(USER_ATTR, requested.to_document())
-        return study, requested, False
-    if "dataset" not in given:
-        raise UserError("a new study needs --dataset (or dataset: in the --config file)")
-    definition = validate_definition(given, "--config/flags")
-    if study is None:
-        study = optuna.create_study(study_name=study_name, storage=storage, directions=definition.directions)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        study.set_metric_names(definition.metric_names)
-    study.set_user_attr(USER_ATTR, definition.to_document())
-    return study, definition, True
-
-
-def _enqueue_presets(study: optuna.Study, definition: StudyDefinition) -> list[str]:
-    """Queue the paper presets this space can express, at the dataset's input size and classes."""
-    from hybridnas.workers.worker import worker_data
-
-    data = worker_data(definition, "cpu")
-    found = definition.search_space().warm_start(num_classes=data.num_classes, image_size=data.image_size)
-    for name, params in found:
-        study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
-    return [name for name, _ in found]
-
-
-def _trial_line(t: FrozenTrial) -> str:
-    attrs = t.user_attrs
-    state = t.state.name
-    parts = [f"trial {t.number:>3}", f"[{_STATE_STYLE.get(state, 'white')}]{state:<8}[/]"]
-    if t.state == TrialState.COMPLETE:
-        parts.append(f"val_top1 {t.values[0]:.4f}")
-    elif "constraint_violation" in attrs:
-        parts.append(attrs["constraint_violation"])
-    elif t.state == TrialState.PRUNED:
-        parts.append(f"after epoch {max(t.intermediate_values, default=0)}")
-    elif state == "FAIL":
-        parts.append(str(attrs.get("fail_reason", "unknown reason")))
-    if "params" in attrs:
-        parts.append(f"params {attrs['params']:,}  MACs {attrs['macs']:,}")
-    if "preset" in attrs:
-        parts.append(f"preset {attrs['preset']}")
-    parts.append(f"{attrs.get('wall_seconds', 0):.1f}s  {attrs.get('worker', '')}")
-    return "  ".join(parts)
-
-
 class _Progress:
-    """Prints each trial once, when it finishes."""
+    """Makes each launch's live progress and takes it down when the workers are done."""
 
-    def __init__(self, study: optuna.Study) -> None:
-        self.study = study
-        self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.made: list[LaunchProgress] = []
 
-    def __call__(self) -> None:
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-            if t.number not in self.seen:
-                self.seen.add(t.number)
-                console.print(_trial_line(t))
+    def __call__(self, study: optuna.Study) -> LaunchProgress:
+        self.made.append(LaunchProgress(study, self.out))
+        return self.made[-1]
+
+    def close(self) -> None:
+        for progress in self.made:
+            progress.close()
 
 
-def _summary(study: optuna.Study, definition: StudyDefinition) -> None:
-    trials = study.get_trials(deepcopy=False)
-    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
-    done = counts["COMPLETE"] + counts["PRUNED"]
-    states = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    console.print(f"study '{study.study_name}': {done}/{definition.trials} trials done ({states or 'no trials'})")
-    if counts["COMPLETE"] == 0:
-        return
-    if definition.multi_objective:
+def _summary(study: optuna.Study) -> None:
+    from hybridnas.objectives.study import study_status
+
+    status = study_status(study)
+    states = ", ".join(f"{n} {s}" for s, n in status["trials"].items() if n)
+    console.print(f"study '{study.study_name}': {status['done']}/{status['budget_trials'] or '?'} distinct "
+                  f"architectures trained ({states or 'no trials'})")
+    if "pareto_front_size" in status:
         console.print(f"Pareto front: trials {', '.join(str(t.number) for t in study.best_trials)}")
-        return
-    try:
+    elif "best_trial" in status:
         best = study.best_trial
-    except ValueError:
-        return
-    console.print(f"best: trial {best.number}, val_top1 {best.value:.4f}, params {best.user_attrs.get('params', 0):,}")
+        console.print(f"best: trial {best.number}, val_top1 {best.value:.4f}, "
+                      f"params {best.user_attrs.get('params', 0):,}")
 
 
-def _export(study: optuna.Study, trial: FrozenTrial, out: Path) -> None:
-    cfg = trial_config(trial).model_copy(update={"name": f"{study.study_name}-trial{trial.number}"})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out)
+def _print_export(trial: FrozenTrial, out: Path) -> None:
     value = f", val_top1 {trial.values[0]:.4f}" if trial.values else ""
     console.print(
         f"wrote {out}: trial {trial.number} ({trial.state.name}{value}, "
@@ -172,98 +78,80 @@ def _export(study: optuna.Study, trial: FrozenTrial, out: Path) -> None:
     )
 
 
-def launch_cmd(
-    study_name: StudyOpt,
-    storage: StorageOpt = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Study YAML; flags override its fields.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="cifar10 | cifar100 | folder:PATH (.tar.gz ok).")] = None,
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where cifar10/cifar100 live (default $HYBRIDNAS_DATA).")] = None,
-    train_subset: Annotated[Optional[int], typer.Option("--train-subset", min=1, help="Train on the first N training images.")] = None,
-    val_subset: Annotated[Optional[int], typer.Option("--val-subset", min=1, help="Validate on the first N validation images.")] = None,
-    val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Share of the training split held out for validation.")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Most epochs a trial may run (Hyperband's max resource).")] = None,
-    space: Annotated[Optional[str], typer.Option("--space", help="A built-in space name or a space YAML file.")] = None,
-    objective: Annotated[Optional[str], typer.Option("--objective", help="accuracy | accuracy,params | accuracy,macs.")] = None,
-    sampler: Annotated[Optional[str], typer.Option("--sampler", help="tpe | random | nsga2 (default: tpe, nsga2 for two objectives).")] = None,
-    pruner: Annotated[Optional[str], typer.Option("--pruner", help="hyperband | median | none (default: hyperband; none for two objectives).")] = None,
-    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="Trial budget (COMPLETE + PRUNED trials).")] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds after which each worker starts no new trial.")] = None,
-    max_params: MaxParamsOpt = None,
-    max_macs: MaxMacsOpt = None,
-    enqueue_presets: Annotated[Optional[bool], typer.Option("--enqueue-presets/--no-enqueue-presets", help="Run the paper presets that fit the space first.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the split, the samplers and training.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Training batch size.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd | adam | adamw.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default depends on the optimizer).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Ray workers to start (0: only define the study).")] = 1,
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Existing Ray cluster (default $RAY_ADDRESS, else a local Ray).")] = None,
-    export: Annotated[Optional[Path], typer.Option("--export", help="Write the best config (highest accuracy on the Pareto front for two objectives) here at the end.")] = None,
-) -> None:
-    """Create a study (or resume the one with this name) and run its trials on Ray workers."""
-    flags = {
-        "dataset": dataset, "data_dir": data_dir, "train_subset": train_subset, "val_subset": val_subset,
-        "val_fraction": val_fraction, "epochs": epochs, "space": space, "objective": objective, "sampler": sampler,
-        "pruner": pruner, "trials": trials, "timeout": timeout, "max_params": max_params, "max_macs": max_macs,
-        "enqueue_presets": enqueue_presets, "seed": seed,
-    }
-    given = _definition_input(config, flags, {"batch_size": batch_size, "optimizer": optimizer, "lr": lr})
-    study, definition, created = _open_or_create(study_name, storage, given)
-    url = mask_url(resolve_url(storage))
-    console.print(f"{'created' if created else 'resuming'} study '{study_name}' in {url}")
-    if created and definition.enqueue_presets:
-        try:
-            names = _enqueue_presets(study, definition)
-        except DataError as err:
-            raise UserError(str(err)) from None
-        console.print(f"queued presets first: {', '.join(names) if names else 'none fits this space'}")
+def _given_fields(config: Optional[Path], options: dict[str, Any]) -> dict[str, Any]:
+    """The study YAML (if any) overridden by the flags that were given."""
+    from hybridnas.objectives.study_definition import absolutize_paths, read_definition_file
 
-    if workers:
-        _run_workers(study, definition, storage, workers, ray_address)
-    else:
+    data = read_definition_file(config) if config is not None else {}
+    flags = {k: v for k, v in options.items() if k in DEFINITION_FLAGS and v is not None}
+    data.update(absolutize_paths(flags, Path.cwd()))
+    training = {k: v for k, v in options.items() if k in TRAINING_FLAGS and v is not None}
+    if training:
+        data["training"] = {**data.get("training", {}), **training}
+    return data
+
+
+def launch_cmd(**options: Any) -> None:
+    """Create a study (or resume the one with this name) and run its trials on Ray workers."""
+    from hybridnas import search
+    from hybridnas.common import UsageError
+    from hybridnas.objectives.results import export_trial, select_trial
+    from hybridnas.objectives.study_definition import stored_definition
+    from hybridnas.storage import mask_url, resolve_url
+
+    study_name, storage = options["study_name"], options["storage"]
+    url = mask_url(resolve_url(storage))
+    progress = _Progress(console)
+    if options["workers"] != 0:
+        console.print("Ctrl-C stops the workers; launching again resumes the study")
+    try:
+        study = search.launch(_given_fields(options["config"], options), study=study_name, storage=storage,
+                              say=console.print, progress=progress, source="--config/flags",
+                              **{k: options[k] for k in _RAY_FLAGS})
+    except KeyboardInterrupt:
+        progress.close()
+        console.print("interrupted: workers stopped, their running trials marked FAIL (interrupted)")
+        _summary(search.load(study_name, storage))
+        raise
+    finally:
+        progress.close()
+    if options["workers"] == 0:
         console.print(f"start workers with: hybridnas worker --study {study_name} --storage '{url}'")
 
-    _summary(study, definition)
-    if export is not None:
-        pick = {"pareto": True} if definition.multi_objective else {"best": True}
+    _summary(study)
+    if options["export"] is not None:
+        pick = {"pareto": True} if stored_definition(study).multi_objective else {"best": True}
         try:
-            _export(study, select_trial(study, **pick), export)
-        except ConfigError as err:
+            trial = select_trial(study, **pick)
+        except UsageError as err:
             console.print(f"nothing exported: {err}")
+        else:
+            export_trial(study, trial, options["export"])
+            _print_export(trial, options["export"])
     console.print(f"browse it: hybridnas dashboard --storage '{url}'")
 
 
-def _run_workers(
-    study: optuna.Study, definition: StudyDefinition, storage: Optional[str], n: int, ray_address: Optional[str]
-) -> None:
-    import ray
+_RAY_FLAGS = ("workers", "threads", "gpus_per_worker", "cpus_per_worker", "ray_address", "heartbeat_interval",
+              "grace_period", "artifacts")
 
-    from hybridnas.workers.ray_workers import run_ray_workers, start_ray
-    from hybridnas.workers.worker import prepare_data
 
-    if not (ray_address or os.environ.get("RAY_ADDRESS")):
-        # Local workers share this machine's data cache: fetch and decode the dataset once here
-        # (and fail fast on a bad path) instead of in every actor at the same time.
-        try:
-            prepare_data(definition)
-        except DataError as err:
-            raise UserError(str(err)) from None
-    started = start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, n))
-    launch_id = uuid.uuid4().hex[:6]
-    console.print(f"running {n} worker(s) on Ray until {definition.trials} trials are COMPLETE or PRUNED (Ctrl-C stops)")
-    try:
-        results = run_ray_workers(study.study_name, storage, n, launch_id=launch_id, on_poll=_Progress(study))
-    except ray.exceptions.RayTaskError as err:
-        raise _ray_user_error(err) from None
-    except KeyboardInterrupt:
-        console.print("interrupted: workers stopped, their running trials marked FAIL (interrupted)")
-        _summary(study, definition)
-        raise
-    finally:
-        if started:
-            ray.shutdown()
-    for r in results:
-        ran = ", ".join(f"{n} {s}" for s, n in r["trials"].items()) or "no trials"
-        console.print(f"worker {r['worker']} on {r['device']}: {ran}; stopped: {r['stopped']}")
+_RAY_PARAMS = [
+    ("workers", WorkersOpt, None), ("threads", ThreadsOpt, None), ("gpus_per_worker", GpusPerWorkerOpt, 1.0),
+    ("cpus_per_worker", CpusPerWorkerOpt, None), ("ray_address", RayAddressOpt, None),
+    ("heartbeat_interval", HeartbeatOpt, 60), ("grace_period", GraceOpt, None), ("artifacts", ArtifactsOpt, None),
+]
+
+
+with_parameters(launch_cmd, [
+    keyword("study_name", StudyOpt),
+    keyword("storage", StorageOpt, None),
+    keyword("config", Annotated[Optional[Path], typer.Option("--config", help="Study YAML; flags override its fields.")],
+           None),
+    *model_options(StudyDefinition, list(DEFINITION_FLAGS), flag_types={"space": str}),
+    *model_options(TrainSettings, list(TRAINING_FLAGS)),
+    *(keyword(name, annotation, default) for name, annotation, default in _RAY_PARAMS),
+    keyword("export", Annotated[Optional[Path], typer.Option("--export", help="Write the best config (highest accuracy on the Pareto front for two objectives) here at the end.")], None),
+])
 
 
 def worker_cmd(
@@ -272,8 +160,9 @@ def worker_cmd(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     worker_id: Annotated[Optional[str], typer.Option("--worker-id", help="Name recorded on its trials (default HOST-PID).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
-    heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1, help="Seconds between heartbeats of the running trial.")] = 60,
-    grace_period: Annotated[Optional[int], typer.Option("--grace-period", min=1, help="Fail and re-queue a trial whose last heartbeat is older than this (default: twice the interval).")] = None,
+    heartbeat_interval: HeartbeatOpt = 60,
+    grace_period: GraceOpt = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Run one worker of an existing study until its budget is reached (Ctrl-C stops cleanly)."""
     import torch
@@ -282,12 +171,8 @@ def worker_cmd(
 
     if threads:
         torch.set_num_threads(threads)
-    try:
-        result = run_worker(
-            study_name, storage, worker_id, device, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
-    except DataError as err:
-        raise UserError(str(err)) from None
+    result = run_worker(study_name, storage, worker_id, device, heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period, artifacts=artifacts)
     ran = ", ".join(f"{n} {s}" for s, n in result["trials"].items()) or "no trials"
     console.print(f"worker {result['worker']} on {result['device']}: {ran}; stopped: {result['stopped']}")
 
@@ -303,12 +188,82 @@ def export_cmd(
     max_macs: MaxMacsOpt = None,
 ) -> None:
     """Write a trial's architecture as a config that rebuilds the exact model (`summary`, `train`)."""
+    from hybridnas.common import UsageError
+    from hybridnas.objectives.results import export_trial, select_trial
+    from hybridnas.storage import load_study
+
+    if sum((trial is not None, best, pareto)) != 1:
+        raise UsageError("choose exactly one of --trial N, --best and --pareto")
     study = load_study(study_name, storage, heartbeat_interval=None)
     picked = select_trial(study, number=trial, best=best, pareto=pareto, max_params=max_params, max_macs=max_macs)
-    _export(study, picked, out)
+    export_trial(study, picked, out)
+    _print_export(picked, out)
+
+
+def retrain_cmd(**options: Any) -> None:
+    """Retrain the best distinct trials longer, score them on validation (and test), keep the weights."""
+    import json
+
+    from hybridnas import search
+
+    out = Console(stderr=True) if options["json_out"] else console
+    progress = _Progress(out)
+    try:
+        results = search.retrain(
+            options["study_name"], options["storage"], top=options["top"], epochs=options["epochs"],
+            test=options["test"], seeds=options["seeds"], pareto=options["pareto"],
+            train_subset=options["train_subset"], presets=_names(options["presets"]), say=out.print,
+            progress=progress, **{k: options[k] for k in _RAY_FLAGS},
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        out.print("interrupted: workers stopped, their running jobs marked FAIL (interrupted); rerun to resume")
+        raise
+    finally:
+        progress.close()
+    if options["json_out"]:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_retrain(results)
+
+
+with_parameters(retrain_cmd, [
+    keyword("study_name", StudyOpt),
+    keyword("storage", StorageOpt, None),
+    keyword("top", Annotated[int, typer.Option("--top", min=1, help="Retrain the K best distinct trials.")], 3),
+    keyword("epochs", Annotated[int, typer.Option("--epochs", min=1, help="Epochs of each retraining (the longer budget).")], 30),
+    keyword("test", Annotated[bool, typer.Option("--test", help="Also score on the test split (or the study's held-out images).")], False),
+    keyword("seeds", Annotated[int, typer.Option("--seeds", min=1, help="Retrain each trial with this many seeds.")], 1),
+    keyword("pareto", Annotated[bool, typer.Option("--pareto", help="Retrain the Pareto front (two-objective studies).")], False),
+    keyword("train_subset", Annotated[Optional[int], typer.Option("--train-subset", min=1, help="Training images (default: the search's).")], None),
+    keyword("presets", Annotated[str, typer.Option("--presets", metavar="NAME,...", help="Also retrain these papers' models (see `hybridnas presets`) under the same budget, at the study's input size, as baselines.")], ""),
+    *(keyword(name, annotation, default) for name, annotation, default in _RAY_PARAMS),
+    keyword("json_out", Annotated[bool, typer.Option("--json", help="Print the results as a JSON list.")], False),
+])
+
+
+def _names(value: str) -> list[str]:
+    """A comma-separated flag as its names."""
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _print_retrain(results: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    table = Table(title="retrained")
+    for column in ("trial", "params", "MACs", "epochs", "seeds", "val top-1", "test top-1"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(r.get("preset") or str(r["trial"]), f"{r['params']:,}", f"{r['macs']:,}", str(r["epochs"]), str(len(r["seeds"])),
+                      pct(r["val_top1"]), pct(r["test_top1"]))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     app.command("launch")(launch_cmd)
     app.command("worker")(worker_cmd)
     app.command("export")(export_cmd)
+    app.command("retrain")(retrain_cmd)

@@ -1,16 +1,35 @@
 """The attention kinds the papers put into CNNs, each taking and returning a B x C x H x W map.
 
-All softmax attention goes through `F.scaled_dot_product_attention`, so CUDA picks a fused
-kernel and FlopCounterMode counts it.
+Every stage attention is an `Attention`: `encode(x)` returns the map and, for CHAE's encoder, the
+CLS token the 'cls' head reads (None otherwise); `NoAttention` is the identity of that interface.
+`ATTENTIONS` maps each `AttentionConfig.kind` to its builder. All softmax attention goes through
+`F.scaled_dot_product_attention`, so CUDA and CPU pick fused kernels.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridnas.models.config import AttentionConfig
+from hybridnas.models.config import AttentionConfig, AttentionKind
+from hybridnas.models.registry import Registry
+
+
+class Attention(nn.Module):
+    """A stage's attention: map in, map out; `encode` also returns a CLS token where there is one."""
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self(x), None
+
+
+class NoAttention(Attention):
+    """A stage without attention."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -38,7 +57,7 @@ def to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
 
 
-class TokenMHSA(nn.Module):
+class TokenMHSA(Attention):
     """Group18's attention module: reshape HW x C, Linear embed, MHSA + residual, Linear, reshape."""
 
     def __init__(self, channels: int, cfg: AttentionConfig) -> None:
@@ -75,11 +94,11 @@ class PreNormEncoderLayer(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class ClsTransformer(nn.Module):
+class ClsTransformer(Attention):
     """CHAE's encoder: tokens (+Linear projection if dim != C), CLS, learned positions, L layers.
 
     `encode` returns the map and the CLS token (the 'cls' head reads it); `forward` returns the
-    map alone, so the module can also sit in the middle of a network.
+    map alone, so the encoder can also sit in the middle of a network.
     """
 
     def __init__(self, channels: int, size: int, cfg: AttentionConfig) -> None:
@@ -159,7 +178,14 @@ class ConvTransformerLayer(nn.Module):
         return to_map(t, h, w)
 
 
-class LuongAttention(nn.Module):
+class ConvTransformer(nn.Sequential, Attention):
+    """SAMC's encoder: `depth` CvT blocks on the feature map."""
+
+    def __init__(self, channels: int, cfg: AttentionConfig) -> None:
+        super().__init__(*(ConvTransformerLayer(channels, cfg) for _ in range(cfg.depth)))
+
+
+class LuongAttention(Attention):
     """Parameter-free dot-product attention, query = key = value = the map (Zureick).
 
     scope='rows' reproduces Keras' `Attention()([p, p])` on a B x H x W x C tensor, whose
@@ -183,11 +209,34 @@ class LuongAttention(nn.Module):
         return to_map(out, h, w)
 
 
-def build_attention(cfg: AttentionConfig, channels: int, size: int) -> nn.Module:
-    if cfg.kind == "mhsa":
-        return TokenMHSA(channels, cfg)
-    if cfg.kind == "transformer":
-        return ClsTransformer(channels, size, cfg)
-    if cfg.kind == "conv_mhsa":
-        return nn.Sequential(*(ConvTransformerLayer(channels, cfg) for _ in range(cfg.depth)))
+AttentionBuilder = Callable[[AttentionConfig, int, int], Attention]
+
+ATTENTIONS: Registry[AttentionBuilder] = Registry("attention", AttentionKind)
+
+
+@ATTENTIONS.register("mhsa")
+def _token_mhsa(cfg: AttentionConfig, channels: int, size: int) -> Attention:
+    return TokenMHSA(channels, cfg)
+
+
+@ATTENTIONS.register("conv_mhsa")
+def _conv_transformer(cfg: AttentionConfig, channels: int, size: int) -> Attention:
+    return ConvTransformer(channels, cfg)
+
+
+@ATTENTIONS.register("transformer")
+def _cls_transformer(cfg: AttentionConfig, channels: int, size: int) -> Attention:
+    return ClsTransformer(channels, size, cfg)
+
+
+@ATTENTIONS.register("luong")
+def _luong(cfg: AttentionConfig, channels: int, size: int) -> Attention:
     return LuongAttention(cfg.scope)
+
+
+ATTENTIONS.check()
+
+
+def build_attention(cfg: AttentionConfig | None, channels: int, size: int) -> Attention:
+    """The attention a stage config asks for, on a `channels` x `size` x `size` map."""
+    return NoAttention() if cfg is None else ATTENTIONS[cfg.kind](cfg, channels, size)

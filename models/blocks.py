@@ -1,11 +1,19 @@
-"""Convolutional building blocks of the super-model, one idea per module."""
+"""Convolutional building blocks of the super-model, one idea per module.
+
+Every stage block is called as `block(x, extra)`: `extra` is what SE-R feeds into the SE squeeze
+(the aux logits), None otherwise; blocks without SE accept it and ignore it. `STEMS` and `BLOCKS`
+map each `StemConfig.kind` and `StageConfig.block` to its builder.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from hybridnas.models.config import PoolConfig
+from hybridnas.models.config import BlockKind, PoolConfig, StageConfig, StemConfig, StemKind
+from hybridnas.models.registry import Registry
 
 
 def activation(name: str) -> nn.Module:
@@ -47,6 +55,9 @@ class ConvStack(nn.Sequential):
             layers.append(nn.BatchNorm2d(out_ch))
         super().__init__(*layers)
 
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
 
 class MultiScaleConv(nn.Module):
     """Parallel convs of several kernel sizes, concatenated on channels (SAMC's embedding)."""
@@ -58,7 +69,7 @@ class MultiScaleConv(nn.Module):
         self.norm = nn.BatchNorm2d(out_ch) if norm != "none" else nn.Identity()
         self.act = activation(act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         return self.act(self.norm(torch.cat([b(x) for b in self.branches], dim=1)))
 
 
@@ -143,3 +154,66 @@ class PooledShortcut(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.pool(x))
+
+
+StemBuilder = Callable[[StemConfig, int], nn.Module]
+BlockBuilder = Callable[[StageConfig, int, int], list[nn.Module]]
+
+STEMS: Registry[StemBuilder] = Registry("stem", StemKind)
+BLOCKS: Registry[BlockBuilder] = Registry("block", BlockKind)
+
+
+@STEMS.register("none")
+def _no_stem(cfg: StemConfig, in_ch: int) -> nn.Module:
+    return nn.Identity()
+
+
+@STEMS.register("conv")
+def _conv_stem(cfg: StemConfig, in_ch: int) -> nn.Module:
+    body = ConvStack(in_ch, cfg.channels, cfg.kernel_sizes[:1], cfg.depth, cfg.activation, "post")
+    return nn.Sequential(body, pool(cfg.pool))
+
+
+@STEMS.register("multiscale")
+def _multiscale_stem(cfg: StemConfig, in_ch: int) -> nn.Module:
+    body = MultiScaleConv(in_ch, cfg.channels, cfg.kernel_sizes, cfg.activation)
+    return nn.Sequential(body, pool(cfg.pool))
+
+
+@BLOCKS.register("conv")
+def _conv_blocks(cfg: StageConfig, in_ch: int, se_extra: int) -> list[nn.Module]:
+    return [ConvStack(in_ch, cfg.out_channels, cfg.kernel_sizes, cfg.depth, cfg.activation, cfg.norm, cfg.stride)]
+
+
+@BLOCKS.register("multiscale")
+def _multiscale_blocks(cfg: StageConfig, in_ch: int, se_extra: int) -> list[nn.Module]:
+    return [MultiScaleConv(in_ch, cfg.out_channels, cfg.kernel_sizes, cfg.activation, cfg.norm)]
+
+
+@BLOCKS.register("residual")
+def _residual_modules(cfg: StageConfig, in_ch: int, se_extra: int) -> list[nn.Module]:
+    return [
+        ConvResidualModule(cfg.out_channels, cfg.kernel_sizes[0], cfg.activation, cfg.norm, cfg.se_reduction, se_extra)
+        for _ in range(cfg.depth)
+    ]
+
+
+@BLOCKS.register("basic", "bottleneck")
+def _resnet_blocks(cfg: StageConfig, in_ch: int, se_extra: int) -> list[nn.Module]:
+    """The first block takes the stage's stride and input width, as torchvision's ResNet does."""
+    return [
+        ResidualBlock(
+            cfg.block,
+            in_ch if i == 0 else cfg.out_channels,
+            cfg.channels,
+            cfg.stride if i == 0 else 1,
+            cfg.activation,
+            cfg.se_reduction,
+            se_extra,
+        )
+        for i in range(cfg.depth)
+    ]
+
+
+STEMS.check()
+BLOCKS.check()

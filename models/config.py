@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hybridnas.common import read_document_file, validate_model
 
 Activation = Literal["relu", "gelu"]
+StemKind = Literal["none", "conv", "multiscale"]
+BlockKind = Literal["conv", "residual", "basic", "bottleneck", "multiscale"]
+AttentionKind = Literal["mhsa", "conv_mhsa", "transformer", "luong"]
 PositiveInt = Annotated[int, Field(ge=1, le=8192)]
 KernelSize = Annotated[int, Field(ge=1, le=15)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
-
-
-class ConfigError(ValueError):
-    """A config that cannot describe a model; the message names the field and the reason."""
 
 
 class _Strict(BaseModel):
@@ -48,7 +49,7 @@ class StemConfig(_Strict):
     multiscale: parallel convs of every kernel size, concatenated, then Norm-Act (SAMC).
     """
 
-    kind: Literal["none", "conv", "multiscale"] = "none"
+    kind: StemKind = "none"
     channels: PositiveInt = 64
     depth: Annotated[int, Field(ge=1, le=8)] = 1
     kernel_sizes: list[KernelSize] = Field(default_factory=lambda: [3], min_length=1, max_length=6)
@@ -67,7 +68,7 @@ class AttentionConfig(_Strict):
         `scope` says over which positions (Keras' Attention on a 4-D tensor attends within rows).
     """
 
-    kind: Literal["mhsa", "conv_mhsa", "transformer", "luong"]
+    kind: AttentionKind
     heads: Annotated[int, Field(ge=1, le=64)] = 1
     dim: PositiveInt | None = None
     depth: Annotated[int, Field(ge=1, le=24)] = 1
@@ -89,7 +90,7 @@ class StageConfig(_Strict):
     shortcut avgpool: stage output += 1x1-projected avg_pool(stage input) (SAMC's residual).
     """
 
-    block: Literal["conv", "residual", "basic", "bottleneck", "multiscale"]
+    block: BlockKind
     channels: PositiveInt
     depth: Annotated[int, Field(ge=1, le=64)] = 1
     kernel_sizes: list[KernelSize] = Field(default_factory=lambda: [3], min_length=1, max_length=64)
@@ -260,62 +261,21 @@ def _attention_problems(where: str, att: AttentionConfig, channels: int, size: i
     return problems
 
 
-def format_validation_error(err: ValidationError) -> str:
-    """pydantic's errors as one line of 'dotted.field: reason' parts."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
-
-
 def parse_config(data: Any, source: str = "config") -> ArchConfig:
     """Validate plain data into an ArchConfig, or raise ConfigError naming the field."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return ArchConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(f"invalid config: {format_validation_error(err)}") from None
+    return validate_model(ArchConfig, data, source)
 
 
 def load_config(path: str | Path) -> ArchConfig:
-    """Read a YAML or JSON config file (JSON is YAML, so one safe loader reads both)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-    return parse_config(load_document(raw, str(path)), source=str(path))
+    """Read a YAML or JSON config file (JSON is YAML, so one safe loader reads both).
 
-
-def load_document(raw: bytes, source: str) -> Any:
-    """Safe-load one YAML/JSON document; refuses aliases (billion laughs) and bad bytes."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{source}: not UTF-8 (byte {err.start})") from None
-    try:
-        return yaml.load(text, Loader=_NoAliasLoader)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: nested too deeply to be a config") from None
-    except ValueError as err:  # e.g. an integer of more digits than Python converts
-        raise ConfigError(f"{source}: unreadable value ({str(err).splitlines()[0]})") from None
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that rejects anchors/aliases: configs never need them, bombs always do."""
-
-    def compose_node(self, parent, index):  # noqa: ANN001 - yaml's own signature
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "aliases are not allowed in hybridnas files", event.start_mark
-            )
-        return super().compose_node(parent, index)
+    A file `export` wrote also holds the trial's `training:` section, which says how to train
+    the architecture, not what it is; it is left out here (hybridnas.training.documents reads it).
+    """
+    data = read_document_file(path)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "training"}
+    return parse_config(data, source=str(path))
 
 
 def dump_config(cfg: ArchConfig, path: str | Path | None = None, fmt: str | None = None) -> str:

@@ -1,20 +1,25 @@
 """The papers' own models as configs of the super-model.
 
-Each preset defaults to the input size and class count its paper reports; `preset(name,
-num_classes=..., image_size=...)` overrides them. Where a paper leaves a choice open, the
-choice and the reason sit beside the preset.
+Each preset defaults to the input size and class count its paper reports, and must land on the
+paper's parameter and MAC figures; both live in `papers.py`. `preset(name, num_classes=...,
+image_size=...)` overrides the input. Where a paper leaves a choice open, the choice and the
+reason sit beside the preset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hybridnas.models.config import ArchConfig, ConfigError, parse_config
+from hybridnas.common import ConfigError
+from hybridnas.models.papers import paper_model
+
+if TYPE_CHECKING:
+    from hybridnas.models.config import ArchConfig
 
 
 def zureick() -> dict[str, Any]:
-    """Zureick, Fig. 3.1 (the Hyperband winner): 5,370,314 trainable parameters at 32x32, 10 classes.
+    """Zureick's Hyperband winner (Fig. 3.1), exact to the trainable parameter.
 
     Layers follow the Keras summary: Conv(64,3)-ReLU x2, BN, MaxPool 2, Attention, Conv(256,5)-ReLU
     x2, BN, MaxPool 3 (16 -> 5), Dropout .25, Flatten, Dense 512, Dropout .5, Dense.
@@ -24,7 +29,6 @@ def zureick() -> dict[str, Any]:
     """
     return {
         "name": "zureick",
-        "input": {"image_size": 32, "num_classes": 10},
         "stages": [
             {
                 "block": "conv", "channels": 64, "depth": 2, "kernel_sizes": [3, 3], "norm": "end",
@@ -51,7 +55,6 @@ def group18() -> dict[str, Any]:
     attention = {"kind": "mhsa", "heads": 8}
     return {
         "name": "group18",
-        "input": {"image_size": 32, "num_classes": 10},
         "stages": [
             {"block": "conv", "channels": 64},
             {"block": "conv", "channels": 128, "pool": {"kind": "max", "size": 2}, "attention": attention},
@@ -65,9 +68,9 @@ def group18() -> dict[str, Any]:
 
 
 def chae() -> dict[str, Any]:
-    """CHAE, Table 1: four BN-Conv3x3-GELU-MaxPool blocks (32, 32, 64, 128) on 256x256 input,
-    16x16x128 -> 256 tokens + CLS + learned positions, 2 pre-LN layers (8 heads, D=128,
-    MLP 256, dropout 0.2), LayerNorm on CLS, Dense to 11 classes.
+    """CHAE, Table 1: four BN-Conv3x3-GELU-MaxPool blocks (32, 32, 64, 128), the 16x16x128 map
+    -> 256 tokens + CLS + learned positions, 2 pre-LN layers (8 heads, D=128, MLP 256,
+    dropout 0.2), LayerNorm on CLS, Dense to the classes.
 
     Choices: the tokens enter the encoder without a Linear projection (the paper reshapes the
     128-channel map and calls 128 the projection dimension); spatial dropout 0 in the conv
@@ -83,7 +86,6 @@ def chae() -> dict[str, Any]:
     stages[-1]["attention"] = {"kind": "transformer", "heads": 8, "depth": 2, "mlp_ratio": 2.0, "dropout": 0.2}
     return {
         "name": "chae",
-        "input": {"image_size": 256, "num_classes": 11},
         "stages": stages,
         "head": {"kind": "cls", "norm": "layernorm"},
     }
@@ -95,10 +97,10 @@ def samc() -> dict[str, Any]:
     y = Encoder(ConvEmbed(x)) + avg_pool(x) (1x1-projected where widths change).
 
     The paper gives neither widths nor depths. We take CvT's three-stage layout scaled down
-    until the count lands on the paper's 1.21M (10 classes) / 1.22M (100 classes): widths
-    48/96/144 (divisible by the three branches), depths 1/2/3, heads 1/2/4, MLP ratio 2,
-    K/V stride 2 (CvT's), global-average head; 1,228,234 / 1,241,284 parameters (+1.5%,
-    +1.7%). The kernel set {3, 5, 7} is Inception's, which the paper cites as its model.
+    until the count lands on the paper's for both its class counts: widths 48/96/144
+    (divisible by the three branches), depths 1/2/3, heads 1/2/4, MLP ratio 2, K/V stride 2
+    (CvT's), global-average head. The kernel set {3, 5, 7} is Inception's, which the paper
+    cites as its model.
     """
     def stage(width: int, depth: int, heads: int, kv_stride: int) -> dict[str, Any]:
         return {
@@ -109,7 +111,6 @@ def samc() -> dict[str, Any]:
 
     return {
         "name": "samc",
-        "input": {"image_size": 32, "num_classes": 10},
         "stages": [stage(48, 1, 1, 2), stage(96, 2, 2, 2), stage(144, 3, 4, 2)],
         "head": {"kind": "avgpool"},
     }
@@ -121,7 +122,7 @@ _SE_R_LOSS_WEIGHTS = {34: (0.4, 0.4), 50: (0.3, 0.3), 101: (0.3, 0.2)}
 
 def se_resnet(depth: int, aux: str | None = None, reduction: int = 8) -> dict[str, Any]:
     """SE-ResNet for CIFAR as the SE-R paper trains it: 3x3 stride-1 stem, no max-pool,
-    stages of 64/128/256/512 (strides 1/2/2/2), SE with r=8 on every block, CIFAR-100.
+    stages of 64/128/256/512 (strides 1/2/2/2), SE with r=8 on every block.
 
     aux='A' adds the two GoogLeNet aux classifiers after stages 2 and 3 (SE-A); aux='R' also
     feeds their logits into the SE squeeze of every block of the later stages (SE-R): a stage
@@ -135,7 +136,6 @@ def se_resnet(depth: int, aux: str | None = None, reduction: int = 8) -> dict[st
     ]
     cfg: dict[str, Any] = {
         "name": f"se_{aux.lower()}_resnet{depth}" if aux else f"se_resnet{depth}",
-        "input": {"image_size": 32, "num_classes": 100},
         "stem": {"kind": "conv", "channels": 64, "kernel_sizes": [3]},
         "stages": stages,
         "head": {"kind": "avgpool"},
@@ -161,10 +161,12 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
 
 
 def preset(name: str, *, num_classes: int | None = None, image_size: int | None = None) -> ArchConfig:
-    """A paper's model as a validated config, optionally for another class count or input size."""
+    """A paper's model as a validated config, at the paper's input unless told otherwise."""
     if name not in PRESETS:
         raise ConfigError(f"preset: unknown name {name!r}; choose from {', '.join(PRESETS)}")
-    cfg = parse_config(PRESETS[name]())
-    if num_classes is None and image_size is None:
-        return cfg
-    return cfg.with_input(num_classes=num_classes, image_size=image_size)
+    paper = paper_model(name)
+    size = paper.image_size if image_size is None else image_size
+    classes = paper.num_classes if num_classes is None else num_classes
+    from hybridnas.models.config import parse_config
+
+    return parse_config({**PRESETS[name](), "input": {"image_size": size, "num_classes": classes}})

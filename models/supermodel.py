@@ -7,18 +7,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from hybridnas.models.attention import ClsTransformer, build_attention
-from hybridnas.models.blocks import (
-    ConvResidualModule,
-    ConvStack,
-    MultiScaleConv,
-    PooledShortcut,
-    ResidualBlock,
-    activation,
-    conv_norm_act,
-    pool,
-)
-from hybridnas.models.config import ArchConfig, AuxConfig, HeadConfig, StageConfig, StemConfig
+from hybridnas.models.attention import build_attention
+from hybridnas.models.blocks import BLOCKS, STEMS, PooledShortcut, activation, pool
+from hybridnas.models.config import ArchConfig, AuxConfig, HeadConfig, StageConfig
 
 
 class HybridOutput(NamedTuple):
@@ -28,63 +19,24 @@ class HybridOutput(NamedTuple):
     aux_logits: list[torch.Tensor]
 
 
-def build_stem(cfg: StemConfig, in_ch: int) -> nn.Module:
-    if cfg.kind == "none":
-        return nn.Identity()
-    if cfg.kind == "multiscale":
-        body: nn.Module = MultiScaleConv(in_ch, cfg.channels, cfg.kernel_sizes, cfg.activation)
-    else:
-        body = ConvStack(in_ch, cfg.channels, cfg.kernel_sizes[:1], cfg.depth, cfg.activation, "post")
-    return nn.Sequential(body, pool(cfg.pool))
-
-
 class Stage(nn.Module):
     """Blocks -> pool -> dropout -> attention, plus SAMC's pooled shortcut around all of it."""
 
     def __init__(self, cfg: StageConfig, in_ch: int, out_size: int, se_extra: int) -> None:
         super().__init__()
         out_ch = cfg.out_channels
-        self.takes_extra = cfg.block in ("basic", "bottleneck", "residual")
-        blocks: list[nn.Module]
-        if cfg.block == "conv":
-            blocks = [ConvStack(in_ch, out_ch, cfg.kernel_sizes, cfg.depth, cfg.activation, cfg.norm, cfg.stride)]
-        elif cfg.block == "multiscale":
-            blocks = [MultiScaleConv(in_ch, out_ch, cfg.kernel_sizes, cfg.activation, cfg.norm)]
-        elif cfg.block == "residual":
-            blocks = [
-                ConvResidualModule(out_ch, cfg.kernel_sizes[0], cfg.activation, cfg.norm, cfg.se_reduction, se_extra)
-                for _ in range(cfg.depth)
-            ]
-        else:
-            blocks = [
-                ResidualBlock(
-                    cfg.block,
-                    in_ch if i == 0 else out_ch,
-                    cfg.channels,
-                    cfg.stride if i == 0 else 1,
-                    cfg.activation,
-                    cfg.se_reduction,
-                    se_extra,
-                )
-                for i in range(cfg.depth)
-            ]
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = nn.ModuleList(BLOCKS[cfg.block](cfg, in_ch, se_extra))
         self.pool = pool(cfg.pool)
         self.dropout = (nn.Dropout2d if cfg.spatial_dropout else nn.Dropout)(cfg.dropout) if cfg.dropout else nn.Identity()
-        self.attention = build_attention(cfg.attention, out_ch, out_size) if cfg.attention else nn.Identity()
+        self.attention = build_attention(cfg.attention, out_ch, out_size)
         self.shortcut = PooledShortcut(in_ch, out_ch, out_size) if cfg.shortcut == "avgpool" else None
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return the stage's map and, after a CLS transformer, its CLS token."""
         out = x
         for block in self.blocks:
-            out = block(out, extra) if self.takes_extra else block(out)
-        out = self.dropout(self.pool(out))
-        cls = None
-        if isinstance(self.attention, ClsTransformer):
-            out, cls = self.attention.encode(out)
-        else:
-            out = self.attention(out)
+            out = block(out, extra)
+        out, cls = self.attention.encode(self.dropout(self.pool(out)))
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         return out, cls
@@ -153,7 +105,7 @@ class HybridNet(nn.Module):
         super().__init__()
         self.config = cfg
         n_cls = cfg.input.num_classes
-        self.stem = build_stem(cfg.stem, cfg.input.channels)
+        self.stem = STEMS[cfg.stem.kind](cfg.stem, cfg.input.channels)
         in_ch = cfg.stem.channels if cfg.stem.kind != "none" else cfg.input.channels
         shapes = cfg.feature_shapes()
         self.stages = nn.ModuleList()

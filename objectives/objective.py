@@ -1,21 +1,25 @@
 """The define-by-run objective a worker runs for every trial.
 
-A trial samples an architecture from the study's space, records it (config as a user attr
-and as a YAML artifact, parameters, MACs), checks the study's constraints, trains it with
-`train_model` on the worker's device and reports validation top-1 after every epoch so the
-pruner can stop it early. How a trial ends:
+A trial samples an architecture (and, if the space searches them, training settings) from
+the study's space, declares what it will train (see `hybridnas.objectives.dedup`), records
+it (the canonical config as a user attr and as a YAML artifact, parameters, MACs), checks the
+study's constraints, describes a feasible one for optuna-dashboard (a note with its summary
+and per-stage table, its diagram as an SVG artifact), and trains it with `train_model` on the
+worker's device, reporting validation top-1 after every epoch so the pruner can stop it early.
+How a trial ends:
 
 * COMPLETE -- trained for all epochs; the value is the last epoch's val top-1 (plus params
   or MACs for the multi-objective studies).
-* PRUNED -- the pruner stopped it after some epoch, or it violates a constraint
-  (max_params / max_macs). A violating config is never trained: it is recorded with the
-  reason in `constraint_violation` and with `Trial.set_constraint` values, which Optuna
-  5's TPE and NSGA-II samplers read to steer away from infeasible regions (TPE ranks such
-  trials below every feasible one), and which `study.best_trial(s)` skip. PRUNED rather
-  than FAIL: the trial did not crash, and samplers ignore FAIL trials entirely, so they
-  would keep proposing the same infeasible region. It counts towards the trial budget
-  (MaxTrialsCallback counts COMPLETE and PRUNED), which keeps a mostly-infeasible space
-  from running forever; each such trial costs only a profile, never training.
+* PRUNED -- the pruner stopped it after some epoch.
+* PRUNED, infeasible -- it breaks max_params / max_macs, so it is never trained: the reason
+  is in `constraint_violation`, and `Trial.set_constraint` values let Optuna 5's TPE and
+  NSGA-II steer away from the region (TPE ranks such trials below every feasible one) and
+  `study.best_trial(s)` skip it. PRUNED rather than FAIL: samplers ignore FAIL trials, so they
+  would keep proposing the region. It does not use up the budget; profiling it costs
+  milliseconds (no weights are allocated).
+* COMPLETE or PRUNED, duplicate -- an earlier trial trains or trained the same architecture
+  with the same settings: `duplicate_of` names it and this trial reports its result (so the
+  sampler sees the point with its true value) without training. It does not use up the budget.
 * FAIL -- it crashed (invalid config, non-finite loss, out of memory, any other error) or
   was interrupted; `fail_reason` says why, and the worker goes on with the next trial.
 """
@@ -27,18 +31,24 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import optuna
 import torch
 from optuna.artifacts import upload_artifact
 
-from hybridnas.models.config import ArchConfig, ConfigError, dump_config
-from hybridnas.models.profile import profile
+from hybridnas.common import ConfigError, first_line
+from hybridnas.models.canonical import architecture_key, canonical_config
+from hybridnas.models.config import ArchConfig
+from hybridnas.models.profile import ModelProfile, profile
+from hybridnas.objectives.dedup import CONSTRAINT_VIOLATION, Stopped, declare, reuse_or_train
 from hybridnas.objectives.study_definition import StudyDefinition
 from hybridnas.training.data import DataSplits
-from hybridnas.training.engine import EpochReport, train_model
+from hybridnas.training.documents import export_document, write_document
+from hybridnas.training.loop import EpochReport, train_model
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -46,6 +56,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
+T = TypeVar("T")
 
 
 class TrialFailed(Exception):
@@ -56,61 +67,58 @@ class WorkerStopped(Exception):
     """The worker was told to stop; the running trial ends as FAIL 'interrupted'."""
 
 
-class Objective:
-    """Callable for `study.optimize`: one trial on this worker's data and device."""
+@dataclass(frozen=True)
+class WorkerContext:
+    """Where a trial runs: the worker's device and name, its artifact store, its stop switch."""
 
-    def __init__(
-        self,
-        definition: StudyDefinition,
-        data: DataSplits,
-        *,
-        device: str,
-        worker_id: str,
-        device_label: str,
-        artifacts: ArtifactStore | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
+    device: str
+    worker_id: str
+    device_label: str
+    artifacts: ArtifactStore | None = None
+    stop: threading.Event | None = None
+
+    def start(self, trial: optuna.Trial) -> None:
+        """Record on the trial which worker and device run it."""
+        trial.set_user_attr("worker", self.worker_id)
+        trial.set_user_attr("device", self.device_label)
+
+
+class Objective:
+    """Callable for `study.optimize`: one search trial on this worker's data and device."""
+
+    def __init__(self, definition: StudyDefinition, data: DataSplits, context: WorkerContext) -> None:
         self.definition = definition
         self.space = definition.search_space()
         self.data = data
-        self.device = device
-        self.worker_id = worker_id
-        self.device_label = device_label
-        self.artifacts = artifacts
-        self.stop = stop
+        self.context = context
 
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        trial.set_user_attr("worker", self.worker_id)
-        trial.set_user_attr("device", self.device_label)
-        start = time.perf_counter()
-        try:
-            return self._run(trial)
-        except (optuna.TrialPruned, TrialFailed):
-            raise
-        except (WorkerStopped, KeyboardInterrupt):
-            trial.set_user_attr("fail_reason", INTERRUPTED)
-            raise
-        except torch.OutOfMemoryError as err:
-            free_memory()
-            raise _failed(trial, f"out of memory on {self.device_label}: {_first_line(err)}") from None
-        except ConfigError as err:
-            raise _failed(trial, f"invalid config: {err}") from None
-        except Exception as err:
-            # A sampled architecture that breaks the model code must not stop the search.
-            _logger.exception("trial %d crashed", trial.number)
-            raise _failed(trial, f"{type(err).__name__}: {_first_line(err)}") from err
-        finally:
-            trial.set_user_attr("wall_seconds", round(time.perf_counter() - start, 3))
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        self.context.start(trial)
+        return guarded(trial, self.context.device_label, lambda: self._run(trial))
 
-    def _run(self, trial: optuna.Trial) -> float | tuple[float, float]:
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         cfg = self.space.suggest(trial, num_classes=self.data.num_classes, image_size=self.data.image_size)
-        trial.set_user_attr("config", cfg.model_dump(mode="json"))
-        self._upload_config(trial, cfg)
+        training = {**self.definition.training, **self.space.suggest_training(trial)}
+        key = architecture_key(cfg, training)
+        declare(trial, key)
+        trial.set_user_attr("config", canonical_config(cfg))
+        if training:
+            trial.set_user_attr("training", training)
+        self._upload_config(trial, cfg, training)
         prof = profile(cfg)
         trial.set_user_attr("params", prof.params)
         trial.set_user_attr("macs", prof.macs)
         self._check_constraints(trial, prof.params, prof.macs)
+        self._describe(trial, cfg, prof, training)
+        try:
+            return reuse_or_train(trial, key, lambda: self._train(trial, cfg, training, prof.params, prof.macs),
+                                  stop=self.context.stop)
+        except Stopped:
+            raise WorkerStopped("stopped while waiting for an earlier trial of the same architecture") from None
 
+    def _train(
+        self, trial: optuna.Trial, cfg: ArchConfig, training: dict[str, Any], params: int, macs: int
+    ) -> float | tuple[float, float]:
         multi = self.definition.multi_objective
         history: list[float] = []
 
@@ -119,17 +127,18 @@ class Objective:
             trial.set_user_attr("epochs_run", report.epoch)
             if not multi:
                 trial.report(report.val_top1, report.epoch)
-            if self.stop is not None and self.stop.is_set():
+            if self.context.stop is not None and self.context.stop.is_set():
                 raise WorkerStopped(f"stopped after epoch {report.epoch}")
             if not multi and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {report.epoch} at val_top1 {report.val_top1:.4f}")
 
         try:
-            result = train_model(cfg, self.data, self.definition.train_settings(self.device), on_epoch=on_epoch)
+            result = train_model(cfg, self.data, self.definition.train_settings(self.context.device, training),
+                                 on_epoch=on_epoch)
         finally:
             trial.set_user_attr("val_top1_per_epoch", history)
         if result.status != "ok":
-            raise _failed(trial, result.reason or result.status)
+            raise failed(trial, result.reason or result.status)
         trial.set_user_attr("device", result.device)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("images_per_s", round(result.images_per_s, 1))
@@ -137,7 +146,7 @@ class Objective:
         trial.set_user_attr("peak_memory_bytes", result.peak_memory_bytes)
         if not multi:
             return result.val_top1
-        return result.val_top1, float(prof.params if self.definition.objective.endswith("params") else prof.macs)
+        return result.val_top1, float(params if self.definition.objective.endswith("params") else macs)
 
     def _check_constraints(self, trial: optuna.Trial, params: int, macs: int) -> None:
         """Record every limit with set_constraint; prune a violating config before it trains."""
@@ -152,29 +161,65 @@ class Objective:
         ]
         if broken:
             reason = "constraint violated: " + "; ".join(broken)
-            trial.set_user_attr("constraint_violation", reason)
+            trial.set_user_attr(CONSTRAINT_VIOLATION, reason)
             raise optuna.TrialPruned(reason)
 
-    def _upload_config(self, trial: optuna.Trial, cfg: ArchConfig) -> None:
-        """The config as a YAML artifact, so optuna-dashboard shows and serves the file."""
-        if self.artifacts is None:
+    def _upload_config(self, trial: optuna.Trial, cfg: ArchConfig, training: dict[str, Any]) -> None:
+        """The config as a YAML artifact in export's form, so optuna-dashboard shows and serves it."""
+        self._upload(trial, "config.yaml", "application/yaml",
+                     lambda path: write_document(export_document(cfg, training), path))
+
+    def _describe(self, trial: optuna.Trial, cfg: ArchConfig, prof: ModelProfile, training: dict[str, Any]) -> None:
+        """What optuna-dashboard shows of a feasible trial: a note (summary, totals, per-stage
+        table) and the architecture diagram as an SVG artifact, from the trial's one profile."""
+        from optuna_dashboard import save_note
+
+        from hybridnas.reports._architecture import architecture_svg, trial_note
+
+        save_note(trial, trial_note(cfg, params=prof.params, macs=prof.macs, training=training, modules=prof.modules))
+        title = f"{trial.study.study_name} · trial {trial.number}"
+        self._upload(trial, "architecture.svg", "image/svg+xml",
+                     lambda path: path.write_text(architecture_svg(cfg, title, modules=prof.modules)))
+
+    def _upload(self, trial: optuna.Trial, suffix: str, mimetype: str, write: Callable[[Path], object]) -> None:
+        """Write `trial-N-<suffix>` with `write` and upload it to the worker's artifact store, if any."""
+        if self.context.artifacts is None:
             return
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"trial-{trial.number}-config.yaml"
-            dump_config(cfg, path)
-            upload_artifact(
-                artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial, mimetype="application/yaml"
-            )
+            path = Path(tmp) / f"trial-{trial.number}-{suffix}"
+            write(path)
+            upload_artifact(artifact_store=self.context.artifacts, file_path=str(path), study_or_trial=trial,
+                            mimetype=mimetype)
 
 
-def _failed(trial: optuna.Trial, reason: str) -> TrialFailed:
+def guarded(trial: optuna.Trial, device_label: str, run: Callable[[], T]) -> T:
+    """Run one trial's work; whatever goes wrong becomes FAIL with a one-line `fail_reason`
+    (or propagates, for a stop or Ctrl-C, after marking the trial interrupted), never a crashed
+    worker. Records the trial's wall time either way."""
+    start = time.perf_counter()
+    try:
+        return run()
+    except (optuna.TrialPruned, TrialFailed):
+        raise
+    except (WorkerStopped, KeyboardInterrupt):
+        trial.set_user_attr("fail_reason", INTERRUPTED)
+        raise
+    except torch.OutOfMemoryError as err:
+        free_memory()
+        raise failed(trial, f"out of memory on {device_label}: {first_line(err)}") from None
+    except ConfigError as err:
+        raise failed(trial, f"invalid config: {err}") from None
+    except Exception as err:
+        # A sampled architecture that breaks the model code must not stop the search.
+        _logger.exception("trial %d crashed", trial.number)
+        raise failed(trial, f"{type(err).__name__}: {first_line(err)}") from err
+    finally:
+        trial.set_user_attr("wall_seconds", round(time.perf_counter() - start, 3))
+
+
+def failed(trial: optuna.Trial, reason: str) -> TrialFailed:
     trial.set_user_attr("fail_reason", reason)
     return TrialFailed(reason)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def free_memory() -> None:

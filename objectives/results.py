@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.models.config import ArchConfig, ConfigError, parse_config
+from hybridnas.common import ConfigError, UsageError
+from hybridnas.models.config import ArchConfig, parse_config
+from hybridnas.training.documents import export_document, write_document
 
 
 def trial_config(trial: FrozenTrial) -> ArchConfig:
@@ -36,17 +41,18 @@ def select_trial(
     highest accuracy. `max_params` / `max_macs` restrict best and Pareto picks (SAMC's question:
     the most accurate model under a parameter budget)."""
     if sum((number is not None, best, pareto)) != 1:
-        raise ConfigError("choose exactly one of --trial N, --best and --pareto")
+        raise UsageError("give exactly one of a trial number, best and pareto")
     multi = len(study.directions) > 1
     if number is not None:
         matches = [t for t in study.get_trials(deepcopy=False) if t.number == number]
         if not matches:
-            raise ConfigError(f"study '{study.study_name}' has no trial {number}")
+            raise UsageError(f"study '{study.study_name}' has no trial {number}")
         return matches[0]
     if best and multi:
-        raise ConfigError(f"study '{study.study_name}' is multi-objective; use --pareto (optionally with --max-params)")
+        raise UsageError(f"study '{study.study_name}' is multi-objective: pick from its Pareto front "
+                         "(optionally within a parameter limit)")
     if pareto and not multi:
-        raise ConfigError(f"study '{study.study_name}' has a single objective; use --best")
+        raise UsageError(f"study '{study.study_name}' has a single objective: pick its best trial")
     if pareto:
         candidates = study.best_trials
     else:
@@ -57,5 +63,19 @@ def select_trial(
     candidates = [t for t in candidates if _within(t, max_params, max_macs)]
     if not candidates:
         limits = " within the given limits" if max_params is not None or max_macs is not None else ""
-        raise ConfigError(f"study '{study.study_name}' has no completed trial{limits} yet")
+        raise UsageError(f"study '{study.study_name}' has no completed trial{limits} yet")
     return max(candidates, key=lambda t: (t.values[0], -t.number))
+
+
+def trial_training(trial: FrozenTrial) -> dict[str, Any]:
+    """The training settings the trial used beyond the engine's defaults (none recorded: {})."""
+    return dict(trial.user_attrs.get("training") or {})
+
+
+def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path) -> ArchConfig:
+    """Write the trial's architecture and training settings, named after the study and trial."""
+    cfg = trial_config(trial).model_copy(update={"name": f"{study.study_name}-trial{trial.number}"})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_document(export_document(cfg, trial_training(trial)), out)
+    return cfg

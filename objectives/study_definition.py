@@ -8,16 +8,18 @@ the definition (`make_sampler`, `make_pruner`) when it loads the study.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hybridnas.models.config import ConfigError, format_validation_error, load_document
-from hybridnas.search_space import SearchSpace, load_space, space_from_document
-from hybridnas.training.engine import TrainSettings
+from hybridnas.common import ConfigError, read_document_file, validate_model
+from hybridnas.training.settings import SEARCHABLE_FIELDS, TrainSettings, parse_settings
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hybridnas.search_space import SearchSpace
 
 USER_ATTR = "hybridnas"
 DEFINITION_VERSION = 1
@@ -26,13 +28,16 @@ Objective = Literal["accuracy", "accuracy,params", "accuracy,macs"]
 Sampler = Literal["tpe", "random", "nsga2"]
 Pruner = Literal["hyperband", "median", "none"]
 
-# Fields of TrainSettings the definition owns itself (epochs = Hyperband's max resource, the
-# seed, and the device, which belongs to the worker).
-_OWNED_TRAIN_FIELDS = ("epochs", "seed", "device")
-TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings) if f.name not in _OWNED_TRAIN_FIELDS)
 
 # What `launch` may change when it resumes an existing study; everything else must match.
 BUDGET_FIELDS = ("trials", "timeout")
+# The fields `launch` takes as flags (each with its field's type and description as help), and
+# the training settings it takes as flags into `training`.
+DEFINITION_FLAGS = (
+    "dataset", "data_dir", "train_subset", "val_subset", "test_subset", "val_fraction", "epochs", "space", "objective", "sampler",
+    "pruner", "trials", "timeout", "max_params", "max_macs", "enqueue_presets", "seed",
+)
+TRAINING_FLAGS = ("batch_size", "optimizer", "lr", "weight_decay", "label_smoothing")
 
 
 class StudyDefinition(BaseModel):
@@ -41,29 +46,41 @@ class StudyDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1] = DEFINITION_VERSION
-    dataset: str
-    data_dir: str | None = None
-    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
-    train_subset: Annotated[int, Field(ge=1)] | None = None
-    val_subset: Annotated[int, Field(ge=1)] | None = None
-    seed: int = 0
-    epochs: Annotated[int, Field(ge=1)] = 10
-    space: dict[str, Any]
-    objective: Objective = "accuracy"
-    sampler: Sampler | None = None
-    pruner: Pruner | None = None
-    reduction_factor: Annotated[int, Field(ge=2)] = 3
-    trials: Annotated[int, Field(ge=1)] = 20
-    timeout: Annotated[float, Field(gt=0)] | None = None
-    max_params: Annotated[int, Field(ge=1)] | None = None
-    max_macs: Annotated[int, Field(ge=1)] | None = None
-    enqueue_presets: bool = False
+    dataset: str = Field(description="cifar10 | cifar100 | folder:PATH (an ImageFolder tree or .tar[.gz]).")
+    data_dir: str | None = Field(None, description="Where cifar10/cifar100 live (default $HYBRIDNAS_DATA).")
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.1, description="Share of the training split held out for validation.")
+    train_subset: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Train on the first N training images.")
+    val_subset: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Validate on the first N validation images.")
+    test_subset: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Test images for `retrain --test`: the first N of the dataset's test split, or, "
+        "for a dataset without one, N training images held out from the search (seeded, stratified).")
+    seed: int = Field(0, description="Seed of the split, the samplers and training.")
+    epochs: Annotated[int, Field(ge=1)] = Field(
+        10, description="Most epochs a trial may run (Hyperband's max resource).")
+    space: dict[str, Any] = Field(
+        "union", validate_default=True, description="A built-in space name or a space YAML file (default: union).")
+    objective: Objective = Field("accuracy", description="accuracy | accuracy,params | accuracy,macs.")
+    sampler: Sampler | None = Field(None, description="tpe | random | nsga2 (default: tpe, nsga2 for two objectives).")
+    pruner: Pruner | None = Field(
+        None, description="hyperband | median | none (default: hyperband; none for two objectives).")
+    reduction_factor: Annotated[int, Field(ge=2)] = Field(3, description="Hyperband's reduction factor.")
+    trials: Annotated[int, Field(ge=1)] = Field(20, description="Trial budget (COMPLETE + PRUNED trials).")
+    timeout: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Seconds from the study's first trial after which no trial starts.")
+    max_params: Annotated[int, Field(ge=1)] | None = Field(None, description="Parameter limit.")
+    max_macs: Annotated[int, Field(ge=1)] | None = Field(None, description="MAC limit (one image).")
+    enqueue_presets: bool = Field(False, description="Run the paper presets that fit the space first.")
     training: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("space", mode="before")
     @classmethod
     def _space_document(cls, value: Any) -> dict[str, Any]:
         """A built-in name or file path becomes its document, so the study holds the space itself."""
+        from hybridnas.search_space import load_space, space_from_document
+
         if isinstance(value, (str, Path)):
             return load_space(value).document
         return space_from_document(value).document
@@ -71,11 +88,19 @@ class StudyDefinition(BaseModel):
     @field_validator("training")
     @classmethod
     def _training_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(value) - set(TRAIN_FIELDS))
+        unknown = sorted(set(value) - set(SEARCHABLE_FIELDS))
         if unknown:
-            raise ValueError(f"unknown training settings {unknown}; allowed: {', '.join(TRAIN_FIELDS)}")
-        TrainSettings(**value)
+            raise ValueError(f"unknown training settings {unknown}; allowed: {', '.join(SEARCHABLE_FIELDS)}")
+        parse_settings(value)
         return value
+
+    @model_validator(mode="after")
+    def _training_fixed_or_searched(self) -> StudyDefinition:
+        both = sorted(set(self.training) & set(self.search_space().training_fields))
+        if both:
+            raise ValueError(f"training: {', '.join(both)} both fixed by the study and searched by the space; "
+                             "keep one")
+        return self
 
     @model_validator(mode="after")
     def _fits_objective(self) -> StudyDefinition:
@@ -104,21 +129,61 @@ class StudyDefinition(BaseModel):
         return self.pruner or ("none" if self.multi_objective else "hyperband")
 
     def search_space(self) -> SearchSpace:
+        from hybridnas.search_space import space_from_document
+
         return space_from_document(self.space)
 
     def make_sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
         """Each worker gets its own seed: identical seeds would make parallel workers draw
         the same random start-up points."""
+        import warnings
+
+        import optuna
+        from optuna.exceptions import ExperimentalWarning
+
         seed = self.seed + seed_offset
         name = self.sampler_name
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
-        return optuna.samplers.TPESampler(seed=seed)
+        # The spaces are define-by-run and conditional (the union space's stage and stem
+        # parameters exist only for some stage counts and block kinds). Plain multivariate TPE
+        # models jointly only the parameters every trial has (7 of ~160 in the union space)
+        # and samples the rest one by one; `group` models each set of parameters that occur
+        # together jointly. On a flat space (a template, NAS-Bench-201) it changes nothing.
+        # `multivariate` is explicit because `group` needs it (Optuna's default is off for two
+        # objectives). Other settings stay at Optuna's defaults: on NAS-Bench-201 (bench/
+        # search_quality.py) other start-up counts, EI candidate counts, prior weights and
+        # gammas were no better than them. `group` is experimental; the warning says nothing
+        # a study can act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+
+    def describe(self) -> list[str]:
+        """What a launch runs with, one line each: space, sampler and pruner, budget, constraints, data."""
+        space = self.search_space()
+        searched = f"; training searched: {', '.join(space.training_fields)}" if space.training_fields else ""
+        fixed = "; training fixed: " + ", ".join(f"{k} {v}" for k, v in self.training.items()) if self.training else ""
+        pruner = {"hyperband": f"hyperband (1 to {self.epochs} epochs, reduction factor {self.reduction_factor})",
+                  "median": "median", "none": "none"}[self.pruner_name]
+        limits = [f"{name} {getattr(self, name):,}" for name in ("max_params", "max_macs") if getattr(self, name)]
+        timeout = f"{self.timeout:g} s from the first trial" if self.timeout else "none"
+        val = self.val_subset or f"{self.val_fraction:.0%} of the training images"
+        return [
+            f"space: {space.name} ({space.kind}){searched}{fixed}",
+            f"objective: {self.objective}; sampler: {self.sampler_name}, seed {self.seed}; pruner: {pruner}",
+            f"budget: {self.trials} distinct architectures trained, up to {self.epochs} epochs each; timeout: {timeout}",
+            f"constraints: {', '.join(limits) if limits else 'none'}",
+            f"data: {self.dataset}; train {self.train_subset or 'all'}, validation {val}, "
+            f"test {self.test_subset or 'the dataset test split, if any'}",
+        ]
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         """Hyperband as Zureick used it: one epoch is the smallest resource, `epochs` the largest."""
+        import optuna
+
         name = self.pruner_name
         if name == "hyperband":
             return optuna.pruners.HyperbandPruner(
@@ -128,10 +193,12 @@ class StudyDefinition(BaseModel):
             return optuna.pruners.MedianPruner(n_warmup_steps=1)
         return optuna.pruners.NopPruner()
 
-    def train_settings(self, device: str) -> TrainSettings:
-        """Search trials skip the inference-latency measurement unless the study asks for it."""
-        settings = {"measure_latency": False, **self.training}
-        return TrainSettings(**settings, epochs=self.epochs, seed=self.seed, device=device)
+    def train_settings(self, device: str, training: dict[str, Any] | None = None) -> TrainSettings:
+        """How a trial trains: `training` (the study's fixed settings and those the space
+        sampled for the trial, default the fixed ones) at the study's epochs and seed. Search
+        trials skip the inference-latency measurement unless the study asks for it."""
+        settings = {"measure_latency": False, **(self.training if training is None else training)}
+        return parse_settings({**settings, "epochs": self.epochs, "seed": self.seed, "device": device})
 
     def constraint_violations(self, params: int, macs: int) -> dict[str, float]:
         """Relative excess over each limit (<= 0 feasible), in Trial.set_constraint's convention."""
@@ -149,24 +216,13 @@ class StudyDefinition(BaseModel):
 
 def validate_definition(data: Any, source: str = "study definition") -> StudyDefinition:
     """Validate plain data, or raise ConfigError naming the field at fault."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return StudyDefinition.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(f"{source}: {format_validation_error(err)}") from None
-    except (ConfigError, ValueError, TypeError) as err:
-        raise ConfigError(f"{source}: {err}") from None
+    return validate_model(StudyDefinition, data, source)
 
 
 def read_definition_file(path: str | Path) -> dict[str, Any]:
     """A study YAML as plain data; relative dataset and space paths are taken from the file's folder."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-    data = load_document(raw, str(path))
+    data = read_document_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return absolutize_paths(data, path.parent)

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 from pydantic import ValidationError
 
-from hybridnas.models.config import ArchConfig, ConfigError, load_document, parse_config
+from hybridnas.common import ConfigError, read_document_file
+from hybridnas.models.canonical import architecture_key
+from hybridnas.models.config import ArchConfig, parse_config
 from hybridnas.models.presets import PRESETS, preset
-from hybridnas.search_space.template import check_template, match_template, suggest_template
+from hybridnas.search_space.template import check_template, is_distribution, match_template, suggest_template
+from hybridnas.training.settings import SEARCHABLE_FIELDS, parse_settings
 from hybridnas.search_space.union import UnionKnobs, suggest_union
 
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -44,6 +46,15 @@ class SearchSpace:
         data["name"] = f"{self.name}-sample"
         return parse_config(data)
 
+    @property
+    def training_fields(self) -> tuple[str, ...]:
+        """The training settings this space searches (its optional `training:` section)."""
+        return tuple(self.document.get("training") or {})
+
+    def suggest_training(self, trial: Any) -> dict[str, Any]:
+        """The trial's training settings from the `training:` section; {} without one."""
+        return suggest_template(trial, self.document.get("training") or {}, "training")
+
     def warm_start(self, *, num_classes: int, image_size: int) -> list[tuple[str, dict[str, Any]]]:
         """(preset, params) for each paper preset this space can express, for enqueue_trial."""
         found = []
@@ -67,8 +78,10 @@ class SearchSpace:
             params = match_template(self.document["template"], target.model_dump(mode="json"))
             if params is None:
                 return None
+            from optuna.trial import FixedTrial
+
             try:
-                produced = self.suggest(optuna.trial.FixedTrial(params), num_classes=target.input.num_classes,
+                produced = self.suggest(FixedTrial(params), num_classes=target.input.num_classes,
                                         image_size=target.input.image_size)
             except ConfigError:
                 return None
@@ -76,20 +89,8 @@ class SearchSpace:
 
 
 def same_architecture(a: ArchConfig, b: ArchConfig) -> bool:
-    """Equal up to the name and to spellings of the same model (a rate-0 spatial dropout,
-    one kernel size for a conv stage versus the same size per layer)."""
-    return _canonical(a) == _canonical(b)
-
-
-def _canonical(cfg: ArchConfig) -> dict[str, Any]:
-    data = cfg.model_dump(mode="json")
-    data.pop("name")
-    for stage in data["stages"]:
-        if stage["dropout"] == 0:
-            stage["spatial_dropout"] = False
-        if stage["block"] == "conv" and len(stage["kernel_sizes"]) == 1:
-            stage["kernel_sizes"] = stage["kernel_sizes"] * stage["depth"]
-    return data
+    """Equal up to the name and to spellings of the same model (see hybridnas.models.canonical)."""
+    return architecture_key(a) == architecture_key(b)
 
 
 class _NoFit(Exception):
@@ -170,7 +171,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     path = SPACES_DIR / f"{text}.yaml" if text in BUILTIN_SPACES else Path(text)
     if not path.is_file():
         raise ConfigError(f"space: {text!r} is neither a built-in space ({', '.join(BUILTIN_SPACES)}) nor a file")
-    return space_from_document(load_document(path.read_bytes(), str(path)), source=str(path))
+    return space_from_document(read_document_file(path), source=str(path))
 
 
 def space_from_document(document: Any, source: str = "space") -> SearchSpace:
@@ -183,9 +184,10 @@ def space_from_document(document: Any, source: str = "space") -> SearchSpace:
         raise ConfigError(f"{source}: kind: must be 'union' or 'template', got {kind!r}")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{source}: name: a space needs a name")
-    unknown = set(document) - {"kind", "name", "description", "knobs", "template"}
+    unknown = set(document) - {"kind", "name", "description", "knobs", "template", "training"}
     if unknown:
         raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
+    _check_training(document.get("training"), source)
     if kind == "union":
         try:
             UnionKnobs.model_validate(document.get("knobs") or {})
@@ -206,10 +208,42 @@ def space_from_document(document: Any, source: str = "space") -> SearchSpace:
     return SearchSpace(name=name, kind=kind, document=document)
 
 
+def _check_training(section: Any, source: str) -> None:
+    """A `training:` section maps searchable TrainSettings fields to a value or a distribution
+    (the template syntax); every value it can produce must be a valid setting."""
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: training: expected a mapping of training settings")
+    for field, leaf in section.items():
+        where = f"{source}: training.{field}"
+        if field not in SEARCHABLE_FIELDS:
+            raise ConfigError(f"{where}: not a searchable training setting; choose from {', '.join(SEARCHABLE_FIELDS)}")
+        problems = check_template(leaf, f"training.{field}")
+        if problems:
+            raise ConfigError(f"{source}: {problems[0]}")
+        for value in _leaf_values(leaf):
+            try:
+                parse_settings({field: value})
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {err}") from None
+
+
+def _leaf_values(leaf: Any) -> list[Any]:
+    """The values a leaf can take at its edges: itself, each choice, or a range's two ends."""
+    if not is_distribution(leaf):
+        return [leaf]
+    if "choice" in leaf:
+        return [v for option in leaf["choice"] for v in _leaf_values(option)]
+    return list(leaf["int"] if "int" in leaf else leaf["float"])
+
+
 def sample_configs(
     space: SearchSpace, n: int, *, seed: int = 0, num_classes: int | None = None, image_size: int | None = None
 ) -> list[ArchConfig]:
     """N configs from the space with Optuna's RandomSampler (the `hybridnas sample` command)."""
+    import optuna
+
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     classes = num_classes or 10
     size = image_size or 32

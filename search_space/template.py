@@ -12,9 +12,10 @@ reduction for every stage.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+if TYPE_CHECKING:
+    import optuna
 
 DISTRIBUTION_KEYS = ("int", "float", "choice")
 

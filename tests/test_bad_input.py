@@ -27,7 +27,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hybridnas.models.config import ArchConfig, ConfigError, load_config
+from hybridnas.common import ConfigError
+from hybridnas.models.config import ArchConfig, load_config
 from hybridnas.models.presets import PRESETS, preset
 from hybridnas.search_space import BUILTIN_SPACES, SPACES_DIR, load_space, sample_configs
 from hybridnas.storage import StorageError, open_storage

@@ -37,6 +37,14 @@ def test_presets_table_lists_every_preset():
     assert {r["preset"] for r in rows} >= {"zureick", "group18", "chae", "samc", "se_r_resnet101"}
 
 
+def test_readme_fidelity_table_is_what_presets_markdown_prints():
+    table = run("presets", "--markdown").stdout
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert table.startswith("| preset | input, classes |")
+    assert readme.count(table.splitlines()[0]) == 1
+    assert table in readme, "README's fidelity table drifted: paste `hybridnas presets --markdown` over it"
+
+
 def test_sample_writes_configs_that_summary_accepts(tmp_path):
     run("sample", "--space", "zureick", "--n", "3", "--seed", "5", "--out", str(tmp_path))
     files = sorted(tmp_path.glob("*.yaml"))
@@ -53,6 +61,7 @@ def test_sample_writes_configs_that_summary_accepts(tmp_path):
         (["summary", "/nonexistent.yaml"], "cannot read"),
         (["sample", "--space", "nope", "--n", "1"], "neither a built-in space"),
         (["summary", "--preset", "zureick", "--bogus"], "No such option"),
+        (["presets", "--json", "--markdown"], "do not combine"),
     ],
 )
 def test_user_mistakes_are_one_line_on_stderr(args, message):

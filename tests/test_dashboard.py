@@ -1,19 +1,30 @@
-"""`hybridnas dashboard` serves the real optuna-dashboard over a hybridnas storage."""
+"""`hybridnas dashboard` serves the real optuna-dashboard over a hybridnas storage, where each
+searched trial shows its architecture note and diagram."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from xml.etree import ElementTree
 
 import optuna
 import pytest
+from helpers import SCREENS, chromium
+from test_export import searched  # noqa: F401 (the fixture: a tiny study run by one worker in this process)
 
+from hybridnas.models.config import parse_config
+from hybridnas.reports import architecture_summary
 from hybridnas.storage import open_storage
 
 STARTUP_LIMIT_S = 60
@@ -27,8 +38,13 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> dict:
+    return json.loads(_get_bytes(url)[1])
+
+
+def _get_bytes(url: str) -> tuple[str, bytes]:
+    """(content type, body)."""
     with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
+        return response.headers["Content-Type"], response.read()
 
 
 def _wait_for(url: str, proc: subprocess.Popen) -> dict:
@@ -59,28 +75,69 @@ def study_db(tmp_path: Path) -> str:
     return url
 
 
-def test_dashboard_serves_the_study(study_db: str, tmp_path: Path) -> None:
+@contextmanager
+def _dashboard(storage: str, cwd: Path, output: list[str]) -> Iterator[str]:
+    """`hybridnas dashboard` on a free loopback port: yields its base URL; what it printed
+    lands in `output` once it is stopped."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", HYBRIDNAS, "dashboard", "--storage", study_db, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        [sys.executable, "-c", HYBRIDNAS, "dashboard", "--storage", storage, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
     )
     try:
         base = f"http://127.0.0.1:{port}"
         meta = _wait_for(f"{base}/api/meta", proc)
         assert meta["artifact_is_available"] is True
+        yield base
+    finally:
+        proc.terminate()
+        output.append(proc.communicate(timeout=10)[0])
 
-        summaries = _get(f"{base}/api/studies")["study_summaries"]
-        (summary,) = [s for s in summaries if s["study_name"] == "dash-study"]
-        detail = _get(f"{base}/api/studies/{summary['study_id']}")
+
+def _study_id(base: str, name: str) -> int:
+    (summary,) = [s for s in _get(f"{base}/api/studies")["study_summaries"] if s["study_name"] == name]
+    return summary["study_id"]
+
+
+@pytest.mark.integration  # the real optuna-dashboard server
+def test_dashboard_serves_the_study(study_db: str, tmp_path: Path) -> None:
+    output: list[str] = []
+    with _dashboard(study_db, tmp_path, output) as base:
+        detail = _get(f"{base}/api/studies/{_study_id(base, 'dash-study')}")
         assert detail["name"] == "dash-study"
         assert [t["state"] for t in detail["trials"]] == ["Complete"] * 3 + ["Pruned", "Waiting"]
         assert len(detail["best_trials"]) == 1
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    assert f"http://127.0.0.1:{port}/" in out
+    assert f"{base}/" in output[0]
     assert (tmp_path / "nas-artifacts").is_dir()
+
+
+@pytest.mark.integration  # a real search worker, the real optuna-dashboard server and headless Chromium
+@pytest.mark.usefixtures("study_env")
+def test_trial_page_shows_the_architecture(searched: str, tmp_path: Path) -> None:
+    trial = optuna.load_study(study_name="e", storage=open_storage(searched, heartbeat_interval=None)).trials[0]
+    summary = architecture_summary(parse_config(trial.user_attrs["config"]))
+
+    output: list[str] = []
+    with _dashboard(searched, tmp_path, output) as base:
+        study_id = _study_id(base, "e")
+        shown = _get(f"{base}/api/studies/{study_id}")["trials"][0]
+        assert shown["note"]["body"].startswith("**" + summary.replace("|", "\\|") + "**")
+        assert "| stage 1 | conv |" in shown["note"]["body"]
+        artifacts = {a["filename"]: a for a in shown["artifacts"]}
+        assert set(artifacts) == {"trial-0-config.yaml", "trial-0-architecture.svg"}
+        svg = artifacts["trial-0-architecture.svg"]
+        kind, body = _get_bytes(f"{base}/artifacts/{study_id}/{shown['trial_id']}/{svg['artifact_id']}")
+        assert kind == "image/svg+xml"
+        assert ElementTree.fromstring(body).find("{http://www.w3.org/2000/svg}title").text == "e · trial 0"
+
+        page = f"{base}/dashboard/studies/{study_id}/trials?numbers=0"
+        settle = "--virtual-time-budget=15000"  # the page fetches the study after it loads
+        dom = html.unescape(re.sub(r"<[^>]+>", "", chromium(settle, "--dump-dom", page)))
+        assert summary in dom
+        screenshot = tmp_path / "dashboard-trial.png"
+        chromium(settle, f"--screenshot={screenshot}", "--window-size=1400,1800", page)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(screenshot, SCREENS / "dashboard-trial.png")
 
 
 def test_port_in_use_is_one_line(study_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ARCHIVE, CIFAR, TEST_CACHE
 from PIL import Image
 
 from hybridnas.training import data as data_mod
 from hybridnas.training.augment import cutout, random_crop, random_flip, random_rotation
 from hybridnas.training.data import DataError, load_data, stratified_split
 
-ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
-SPEC = f"folder:{ARCHIVE}"
+SPEC = CIFAR
 
 
 @pytest.fixture(autouse=True)
-def shared_cache(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """One decode of the archive per machine, shared by every test module and run."""
-    if not ARCHIVE.exists():
-        pytest.fail(f"real-data tests need {ARCHIVE} (clone the repo with shared/ beside it)")
-    path = Path(tempfile.gettempdir()) / "hybridnas-test-cache"
-    monkeypatch.setenv("HYBRIDNAS_CACHE", str(path))
-    return path
+def shared_cache(study_env: None) -> Path:
+    return TEST_CACHE
 
 
 def write_tree(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> None:

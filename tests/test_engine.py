@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import gc
 import re
-import tempfile
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
 import pytest
+from helpers import CIFAR, TINY_CONFIG
 import torch
 from torch import nn
 
 from hybridnas.models import ArchConfig, ConfigError, build, parse_config
 from hybridnas.models.presets import preset
-from hybridnas.training import engine as engine_mod
+from hybridnas.training import loop as loop_mod
 from hybridnas.training.data import DataSplits, load_data
-from hybridnas.training.engine import (
-    EpochReport,
-    TrainSettings,
-    amp_dtype,
-    cpu_precision,
-    evaluate,
-    make_scheduler,
-    train_model,
-)
+from hybridnas.training.loop import EpochReport, evaluate, train_model
+from hybridnas.training.optim import make_scheduler
+from hybridnas.training.precision import amp_dtype, cpu_precision
+from hybridnas.training.settings import TrainSettings, parse_settings
 
-ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
-TINY = {
-    "name": "tiny",
-    "input": {"image_size": 32, "num_classes": 10},
-    "stages": [
-        {"block": "conv", "channels": 16, "pool": {"kind": "max", "size": 2}},
-        {"block": "conv", "channels": 32, "pool": {"kind": "max", "size": 2}, "attention": {"kind": "luong"}},
-    ],
-    "head": {"kind": "avgpool"},
-}
+TINY = TINY_CONFIG
 TINY_SE_AUX = {
     "name": "tiny_se_r",
     "input": {"image_size": 32, "num_classes": 10},
@@ -51,13 +39,9 @@ TINY_SE_AUX = {
 
 
 @pytest.fixture(scope="module")
-def cifar() -> DataSplits:
+def cifar(study_env: None) -> DataSplits:
     """2,000 training images and a disjoint 1,000-image held-out slice of the real archive."""
-    if not ARCHIVE.exists():
-        pytest.fail(f"real-data tests need {ARCHIVE} (clone the repo with shared/ beside it)")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HYBRIDNAS_CACHE", str(Path(tempfile.gettempdir()) / "hybridnas-test-cache"))
-        return load_data(f"folder:{ARCHIVE}", train_subset=2000, val_subset=1000, seed=0)
+    return load_data(CIFAR, train_subset=2000, val_subset=1000, seed=0)
 
 
 def small(data: DataSplits, n_train: int, n_val: int) -> DataSplits:
@@ -79,7 +63,7 @@ def test_short_training_of_chae_beats_chance_on_held_out_slice(cifar: DataSplits
     assert [r.epoch for r in reports] == [1, 2, 3, 4, 5] and reports == result.history
     assert result.val_top1 > 0.30 and result.val_top5 > 0.75
     assert reports[-1].train_loss < reports[0].train_loss
-    assert result.params == 370_032 and result.macs == 6_915_328
+    assert result.params == 370_032 and result.macs == 6_928_128
     assert result.images_per_s > 0 and result.peak_memory_bytes > 0
     assert result.latency_ms_batch1 > 0 and result.latency_ms_batch256 > result.latency_ms_batch1
     assert not result.model.training
@@ -103,9 +87,9 @@ def test_checkpoint_reload_gives_identical_eval_accuracy(cifar: DataSplits, tmp_
     torch.save(result.model.state_dict(), tmp_path / "model.pt")
     model = build(cfg)
     model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
-    dtype, memory_format = cpu_precision(model, cfg, settings.batch_size)  # cached: the training run's choice
-    model = model.to(memory_format=memory_format)
-    _, top1, top5 = evaluate(model, data.val_x, data.val_y, data, settings, torch.device("cpu"), dtype, memory_format)
+    precision = cpu_precision(model, cfg, settings.batch_size)  # cached: the training run's choice
+    model = model.to(memory_format=precision.memory_format)
+    _, top1, top5 = evaluate(model, data.val_x, data.val_y, data, settings, torch.device("cpu"), precision)
     assert (top1, top5) == (result.val_top1, result.val_top5)
 
 
@@ -144,7 +128,7 @@ def test_out_of_memory_propagates_without_pinning_the_model(cifar: DataSplits, m
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
 
-    monkeypatch.setattr(engine_mod, "build", Exploding)
+    monkeypatch.setattr(loop_mod, "build", Exploding)
     with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate") as info:
         train_model(parse_config(TINY), small(cifar, 128, 64), quick())
     gc.collect()
@@ -195,6 +179,14 @@ def test_default_lr_scales_with_batch_for_sgd_only() -> None:
     assert TrainSettings(lr=0.05).resolved_lr == 0.05
     with pytest.raises(ValueError, match="optimizer"):
         TrainSettings(optimizer="lion")
+
+
+def test_settings_load_without_torch_and_name_a_bad_field_in_one_line() -> None:
+    code = "import sys, hybridnas.training.settings, hybridnas.training; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    one_line = r"^TrainSettings\(epochs=0\): epochs: Input should be greater than or equal to 1$"
+    with pytest.raises(ConfigError, match=one_line):
+        parse_settings({"epochs": 0})
 
 
 def test_amp_dtype_follows_setting_and_device() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ARCHIVE, tiny_study_args
+from helpers import ARCHIVE, tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.models.config import load_config
@@ -54,7 +54,7 @@ def test_export_summary_train_round_trip(hybridnas, searched: str, tmp_path: Pat
 def test_export_refuses_what_the_study_cannot_answer(hybridnas, searched: str, tmp_path: Path) -> None:
     out_file = tmp_path / "x.yaml"
     for args, message in [
-        (["--pareto"], "has a single objective; use --best"),
+        (["--pareto"], "has a single objective: pick its best trial"),
         (["--best", "--trial", "0"], "choose exactly one of"),
         (["--trial", "99"], "has no trial 99"),
         (["--best", "--max-params", "1"], "no completed trial within the given limits"),
@@ -84,4 +84,4 @@ def test_pareto_export_under_a_parameter_budget(hybridnas, tmp_path: Path) -> No
     assert code == 0, out
     assert f"trial {smallest.number} " in out
     code, out = hybridnas("export", "--study", "mo", "--storage", url, "--best", "-o", tmp_path / "b.yaml")
-    assert code == 2 and "is multi-objective; use --pareto" in out
+    assert code == 2 and "is multi-objective: pick from its Pareto front" in out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import tiny_study_args
+from helpers import tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.storage import open_storage

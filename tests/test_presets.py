@@ -4,39 +4,31 @@ import pytest
 import torch
 
 from hybridnas.models import HybridOutput, build
+from hybridnas.models.papers import PAPER_MODELS, paper_model
 from hybridnas.models.presets import PRESETS, preset
 from hybridnas.models.profile import profile
 
-# (preset, paper params, paper MACs or None, params tolerance, MACs tolerance), DESIGN.md's table.
-FIDELITY = [
-    ("se_resnet34", 21.655e6, 1.163e9, 0.005, 0.02),
-    ("se_resnet50", 28.779e6, 1.315e9, 0.005, 0.02),
-    ("se_resnet101", 52.273e6, 2.538e9, 0.005, 0.02),
-    ("se_r_resnet34", 26.145e6, 1.169e9, 0.005, 0.02),
-    ("se_r_resnet50", 33.531e6, 1.323e9, 0.005, 0.02),
-    ("se_r_resnet101", 57.243e6, 2.546e9, 0.005, 0.02),
-    ("chae", 400e3, None, 0.05, None),
-    ("samc", 1.21e6, None, 0.05, None),
-]
+STATED = [m for m in PAPER_MODELS if m.params is not None or m.macs is not None]
 
 
-def test_zureick_has_exactly_the_papers_trainable_parameters():
+@pytest.mark.parametrize("paper", STATED, ids=lambda m: f"{m.preset}-{m.num_classes}")
+def test_preset_lands_on_its_papers_figures(paper):
+    prof = profile(preset(paper.preset, num_classes=paper.num_classes, image_size=paper.image_size))
+    params = prof.trainable_params if paper.trainable_only else prof.params
+    assert paper.params is None or paper.params.admits(params), params
+    assert paper.macs is None or paper.macs.admits(prof.macs), prof.macs
+
+
+def test_every_preset_is_a_papers_model_and_defaults_to_its_input():
+    assert {m.preset for m in PAPER_MODELS} == set(PRESETS)
+    for name in PRESETS:
+        cfg, paper = preset(name), paper_model(name)
+        assert (cfg.input.image_size, cfg.input.num_classes) == (paper.image_size, paper.num_classes), name
+
+
+def test_zureicks_keras_bn_statistics_are_buffers_not_parameters():
     prof = profile(preset("zureick"))
-    assert prof.trainable_params == 5_370_314
-    assert prof.params == 5_370_314  # Keras' 640 BN statistics are buffers in PyTorch
-
-
-@pytest.mark.parametrize(("name", "params", "macs", "p_tol", "m_tol"), FIDELITY)
-def test_preset_matches_the_papers_figures(name, params, macs, p_tol, m_tol):
-    prof = profile(preset(name))
-    assert abs(prof.params - params) / params <= p_tol, prof.params
-    if macs is not None:
-        assert abs(prof.macs - macs) / macs <= m_tol, prof.macs
-
-
-def test_samc_on_cifar100_has_the_papers_parameter_count():
-    params = profile(preset("samc", num_classes=100)).params
-    assert abs(params - 1.22e6) / 1.22e6 <= 0.05
+    assert prof.params == prof.trainable_params  # Keras counts 640 non-trainable BN statistics
 
 
 def test_se_r_resnet_counts_are_exact_to_the_papers_rounding():

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import check_finished_study, tiny_study_args
+from helpers import check_finished_study, tiny_study_args
 from optuna.trial import TrialState
 
-from hybridnas.cli import study_cmds
+from hybridnas.cli._progress import LaunchProgress
 from hybridnas.storage import open_storage
 
 
@@ -17,16 +17,16 @@ from hybridnas.storage import open_storage
 def test_interrupted_launch_resumes_where_it_was(hybridnas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     storage = open_storage(url, heartbeat_interval=None)
-    real_progress = study_cmds._Progress.__call__
+    real_progress = LaunchProgress.__call__
 
-    def ctrl_c_after_three_trials(self: study_cmds._Progress) -> None:
+    def ctrl_c_after_three_trials(self: LaunchProgress) -> None:
         """Python turns a terminal's Ctrl-C into KeyboardInterrupt in the main thread, which is
         where the launcher waits on its Ray workers; raise it there once 3 trials are done."""
         real_progress(self)
         if len(self.seen) >= 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(study_cmds._Progress, "__call__", ctrl_c_after_three_trials)
+    monkeypatch.setattr(LaunchProgress, "__call__", ctrl_c_after_three_trials)
     code, out = hybridnas("launch", "--study", "res", "--storage", url, *tiny_study_args(10, seed=2), "--workers", "2")
     assert "interrupted: workers stopped" in out, out
 
@@ -40,7 +40,7 @@ def test_interrupted_launch_resumes_where_it_was(hybridnas, tmp_path: Path, monk
         if t.state == TrialState.FAIL:
             assert t.user_attrs["fail_reason"] == "interrupted"
 
-    monkeypatch.setattr(study_cmds._Progress, "__call__", real_progress)
+    monkeypatch.setattr(LaunchProgress, "__call__", real_progress)
     code, out = hybridnas("launch", "--study", "res", "--storage", url, "--workers", "2")
     assert code == 0, out
     assert "resuming study 'res'" in out

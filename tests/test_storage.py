@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -73,6 +74,35 @@ def test_stale_trial_is_failed_and_rerun(storage_url: str, study_name: str) -> N
     assert retried_from(rerun) == failed.number
     assert rerun.params == failed.params
     assert retried_from(failed) is None
+
+
+def test_each_waiting_trial_is_claimed_by_one_worker(storage_url: str, study_name: str) -> None:
+    """Workers racing for the same WAITING trial (retrain jobs, re-queued trials): exactly one
+    gets it. On SQLite, Optuna's own read-then-write claim let two workers both win."""
+    study = optuna.create_study(study_name=study_name, storage=open_storage(storage_url, heartbeat_interval=None))
+    for x in range(25):
+        study.enqueue_trial({"x": x})
+    trial_ids = [t._trial_id for t in study.get_trials(states=(TrialState.WAITING,))]
+    workers = 4
+    at_once = threading.Barrier(workers)
+    wins: list[list[int]] = [[] for _ in range(workers)]
+
+    def claim(worker: int) -> None:
+        storage = open_storage(storage_url, heartbeat_interval=None)  # a connection of its own
+        for trial_id in trial_ids:
+            at_once.wait()
+            if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                wins[worker].append(trial_id)
+        storage.engine.dispose()
+
+    threads = [threading.Thread(target=claim, args=(w,)) for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert sorted(sum(wins, [])) == sorted(trial_ids)
+    assert all(t.state == TrialState.RUNNING for t in study.get_trials())
 
 
 def test_load_missing_study_names_the_existing_ones(storage_url: str, study_name: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import check_finished_study, tiny_study_args
+from helpers import check_finished_study, tiny_study_args
 
 from hybridnas.storage import open_storage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import check_finished_study, tiny_study_args
+from helpers import check_finished_study, tiny_study_args
 
 
 @pytest.mark.usefixtures("ray_cluster")

@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import CIFAR, TINY_CONFIG
 import torch
 from PIL import Image
 
 from hybridnas.cli.main import main
 from hybridnas.models import build, dump_config, load_config, parse_config
 
-ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
-TINY = {
-    "name": "tiny",
-    "input": {"image_size": 32, "num_classes": 10},
-    "stages": [
-        {"block": "conv", "channels": 16, "pool": {"kind": "max", "size": 2}},
-        {"block": "conv", "channels": 32, "pool": {"kind": "max", "size": 2}},
-    ],
-}
+# The tiny config without its attention, so the checkpoint test has only conv weights.
+TINY = {**TINY_CONFIG, "stages": [TINY_CONFIG["stages"][0], {**TINY_CONFIG["stages"][1], "attention": None}]}
 
 
 @pytest.fixture(autouse=True)
-def shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not ARCHIVE.exists():
-        pytest.fail(f"real-data tests need {ARCHIVE} (clone the repo with shared/ beside it)")
-    monkeypatch.setenv("HYBRIDNAS_CACHE", str(Path(tempfile.gettempdir()) / "hybridnas-test-cache"))
+def shared_cache(study_env: None) -> None:
+    """The real archive and the decoded-data cache every real-data test shares."""
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -40,13 +31,13 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_preset_on_archive_writes_checkpoint_metrics_and_curve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["train", "--preset", "chae", "--dataset", f"folder:{ARCHIVE}", "--epochs", "1",
+    code, out, err = run(["train", "--preset", "chae", "--dataset", CIFAR, "--epochs", "1",
                           "--train-subset", "256", "--val-subset", "128", "--batch-size", "64", "--device", "cpu",
                           "--out", str(tmp_path / "run"), "--json"], capsys)
     assert code == 0, err
     metrics = json.loads(out)
     assert metrics["epochs"] == 1 and metrics["status"] == "ok" and metrics["test_top1"] is None
-    assert 0.0 <= metrics["val_top1"] <= 1.0 and metrics["params"] == 370_032 and metrics["macs"] == 6_915_328
+    assert 0.0 <= metrics["val_top1"] <= 1.0 and metrics["params"] == 370_032 and metrics["macs"] == 6_928_128
     assert metrics["images_per_s"] > 0 and len(metrics["history"]) == 1
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["val_top1"] == metrics["val_top1"]
     assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -75,16 +66,18 @@ def test_config_file_with_test_split_reports_test_accuracy(tmp_path: Path, capsy
 
 def test_human_output_names_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dump_config(parse_config(TINY), tmp_path / "tiny.yaml")
-    code, _, err = run(["train", str(tmp_path / "tiny.yaml"), "--dataset", f"folder:{ARCHIVE}", "--epochs", "1",
+    code, _, err = run(["train", str(tmp_path / "tiny.yaml"), "--dataset", CIFAR, "--epochs", "1",
                         "--train-subset", "128", "--val-subset", "64", "--out", str(tmp_path / "run")], capsys)
     assert code == 0 and "val top-1" in err and "model.pt" in err
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--dataset", "folder:/nonexistent"], "folder dataset /nonexistent does not exist"),
-    (["--dataset", f"folder:{ARCHIVE}", "--test"], "no test split"),
+    (["--dataset", CIFAR, "--test"], "no test split"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
-    (["--dataset", f"folder:{ARCHIVE}", "--optimizer", "lion"], "optimizer: 'lion' is not one of"),
+    (["--dataset", CIFAR, "--optimizer", "lion"],
+     "Invalid value for '--optimizer': Value error, 'lion' is not one of 'sgd', 'adam', 'adamw'"),
+    (["--dataset", CIFAR, "--lr", "-1"], "TrainSettings(lr=-1.0): lr: Input should be greater than 0"),
 ])
 def test_user_mistakes_are_one_error_line(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["train", "--preset", "zureick", *extra], capsys)
@@ -93,6 +86,6 @@ def test_user_mistakes_are_one_error_line(extra: list[str], message: str, capsys
 
 def test_config_file_for_other_classes_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dump_config(parse_config(TINY).with_input(num_classes=100), tmp_path / "c100.yaml")
-    code, _, err = run(["train", str(tmp_path / "c100.yaml"), "--dataset", f"folder:{ARCHIVE}",
+    code, _, err = run(["train", str(tmp_path / "c100.yaml"), "--dataset", CIFAR,
                         "--train-subset", "64", "--val-subset", "64"], capsys)
     assert code == 2 and "config expects 100 classes" in err

@@ -6,7 +6,7 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from hybridnas.objectives.study_definition import StudyDefinition
-from hybridnas.workers.worker import timeout_left
+from hybridnas.objectives.study import timeout_left
 
 
 def _study_started(seconds_ago: float) -> optuna.Study:
@@ -19,10 +19,10 @@ def _study_started(seconds_ago: float) -> optuna.Study:
 
 def test_timeout_counts_from_the_studys_first_trial():
     definition = StudyDefinition(dataset="cifar10", space="zureick", timeout=600)
-    assert 290 < timeout_left(_study_started(300), definition) <= 300
-    assert timeout_left(_study_started(900), definition) == 0.0
-    assert timeout_left(optuna.create_study(), definition) == 600
+    assert 290 < timeout_left(_study_started(300), definition.timeout) <= 300
+    assert timeout_left(_study_started(900), definition.timeout) == 0.0
+    assert timeout_left(optuna.create_study(), definition.timeout) == 600
 
 
 def test_no_timeout_means_no_deadline():
-    assert timeout_left(_study_started(10**6), StudyDefinition(dataset="cifar10", space="zureick")) is None
+    assert timeout_left(_study_started(10**6), StudyDefinition(dataset="cifar10", space="zureick").timeout) is None

@@ -7,19 +7,11 @@ float, as in the papers' pipelines (rotation fills black, cutout zeroes the norm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    crop_padding: int = 4
-    flip: bool = True
-    rotation: float = 0.0
-    cutout: int = 0
+from hybridnas.training.settings import AugmentSettings
 
 
 def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:

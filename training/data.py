@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -22,14 +23,12 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, UnidentifiedImageError
 
+from hybridnas.common import DataError, first_line
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _CACHE_VERSION = 1
 _TEST_DIRS = ("test",)
 _TRAIN_DIRS = ("train",)
-
-
-class DataError(ValueError):
-    """A dataset that is missing, corrupt or laid out in a way we cannot read; one line says which."""
 
 
 @dataclass
@@ -68,6 +67,7 @@ def load_data(
     val_fraction: float = 0.1,
     train_subset: int | None = None,
     val_subset: int | None = None,
+    test_subset: int | None = None,
     with_test: bool = False,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -80,14 +80,27 @@ def load_data(
     one). The validation set depends only on (labels, val_fraction, seed), so quick trials with
     `train_subset` and full runs validate on the same images. `image_size` resizes folder
     images (they are resized to their most common size anyway when sizes differ).
+
+    The test split is the dataset's own (its first `test_subset` images), or, for a dataset
+    that has none, `test_subset` training images held out before anything else is split off:
+    class-stratified, seeded, disjoint from train and val whether or not `with_test` asks for
+    them, so a search never trains or validates on images its final score is taken on.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
     raw = _load_raw(spec, data_dir, image_size)
-    if with_test and raw.get("test_x") is None:
-        raise DataError(f"{spec}: no test split (a folder dataset needs train/ and test/ directories)")
     images, labels, classes = raw["train_x"], raw["train_y"], list(raw["classes"])
-    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    test_x, test_y = raw.get("test_x"), raw.get("test_y")
+    pool = torch.arange(len(labels))
+    if test_x is not None and test_subset is not None:
+        test_x, test_y = test_x[:test_subset], test_y[:test_subset]
+    elif test_x is None and test_subset is not None:
+        pool, held = held_out_split(labels, test_subset, seed)
+        test_x, test_y = images[held], labels[held]
+    if with_test and test_x is None:
+        raise DataError(f"{spec}: no test split (a folder dataset needs train/ and test/ directories, "
+                        "or hold some training images out with test_subset)")
+    train_idx, val_idx = (pool[i] for i in stratified_split(labels[pool], val_fraction, seed))
     if train_subset is not None:
         train_idx = train_idx[:train_subset]
     if val_subset is not None:
@@ -97,7 +110,6 @@ def load_data(
     train_x = images[train_idx]
     mean, std = channel_stats(train_x)
     dev = resolve_device(device)
-    test_x, test_y = raw.get("test_x"), raw.get("test_y")
     return DataSplits(
         train_x=train_x.to(dev),
         train_y=labels[train_idx].to(dev),
@@ -112,6 +124,23 @@ def load_data(
         std=std,
         classes=classes,
     )
+
+
+# Holding out test images draws from its own random stream, not the val split's.
+_HELD_OUT_SEED_SALT = 104_729
+
+
+def held_out_split(labels: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rest, held): `n` indices held out, class-stratified and seeded; the rest in index order."""
+    if not 0 < n < len(labels):
+        raise DataError(f"test_subset: {n} is not between 0 and the {len(labels)} training images")
+    classes = len(torch.unique(labels))
+    fraction = min((n + classes) / len(labels), 0.999)
+    _, held = stratified_split(labels, fraction, seed + _HELD_OUT_SEED_SALT)
+    held = held[:n]
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[held] = False
+    return torch.nonzero(keep).flatten(), held
 
 
 def stratified_split(labels: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +206,7 @@ def _load_cifar(name: str, data_dir: str | Path | None) -> dict:
     except Exception as err:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
         if jpeg_export.is_file():
             return _load_folder(jpeg_export, None)
-        raise DataError(f"{name}: not found in {root} and could not be downloaded ({_one_line(err)})") from None
+        raise DataError(f"{name}: not found in {root} and could not be downloaded ({first_line(err)})") from None
 
     def tensors(ds: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.int64)
@@ -186,11 +215,54 @@ def _load_cifar(name: str, data_dir: str | Path | None) -> dict:
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "classes": list(train.classes)}
 
 
-def _load_folder(path: Path, image_size: int | None) -> dict:
-    """Decode an ImageFolder tree or archive once; later calls read the cached tensors."""
+@dataclass(frozen=True)
+class DatasetShape:
+    """What a model config needs to know of a dataset."""
+
+    num_classes: int
+    image_size: int
+    channels: int
+
+
+_CIFAR_SHAPES = {"cifar10": DatasetShape(10, 32, 3), "cifar100": DatasetShape(100, 32, 3)}
+
+
+def dataset_shape(spec: str, *, data_dir: str | Path | None = None) -> DatasetShape:
+    """Class count, image size and channels of a dataset, without loading its images.
+
+    CIFAR's are known; a folder dataset's are read from the small file written beside its
+    decoded cache (the folder is decoded into the cache first if this machine has not yet).
+    """
+    if spec in _CIFAR_SHAPES:
+        return _CIFAR_SHAPES[spec]
+    if not spec.startswith("folder:"):
+        raise DataError(f"unknown dataset {spec!r}; use cifar10, cifar100 or folder:PATH")
+    path = Path(spec.removeprefix("folder:")).expanduser()
+    shape_file = _cache_file(path, None).with_suffix(".shape.json")
+    if not shape_file.exists():
+        _write_shape(shape_file, _load_folder(path, None))
+    return DatasetShape(**json.loads(shape_file.read_text()))
+
+
+def _write_shape(shape_file: Path, raw: dict) -> None:
+    shape = DatasetShape(len(raw["classes"]), raw["train_x"].shape[-1], raw["train_x"].shape[1])
+    _write_atomically(shape_file, lambda tmp: tmp.write_text(json.dumps(shape.__dict__)))
+
+
+def has_test_split(spec: str, *, data_dir: str | Path | None = None) -> bool:
+    """Whether the dataset brings its own test split (CIFAR from torchvision, a folder with test/)."""
+    return _load_raw(spec, data_dir, None).get("test_x") is not None
+
+
+def _cache_file(path: Path, image_size: int | None) -> Path:
     if not path.exists():
         raise DataError(f"folder dataset {path} does not exist")
-    cache_file = cache_dir() / f"{path.name.split('.')[0]}-{_source_key(path, image_size)}.pt"
+    return cache_dir() / f"{path.name.split('.')[0]}-{_source_key(path, image_size)}.pt"
+
+
+def _load_folder(path: Path, image_size: int | None) -> dict:
+    """Decode an ImageFolder tree or archive once; later calls read the cached tensors."""
+    cache_file = _cache_file(path, image_size)
     if cache_file.exists():
         try:
             return torch.load(cache_file, weights_only=True)
@@ -198,10 +270,16 @@ def _load_folder(path: Path, image_size: int | None) -> dict:
             cache_file.unlink(missing_ok=True)
     raw = _decode_folder(path, image_size)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-    torch.save(raw, tmp)
-    os.replace(tmp, cache_file)
+    _write_shape(cache_file.with_suffix(".shape.json"), raw)
+    _write_atomically(cache_file, lambda tmp: torch.save(raw, tmp))
     return raw
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Several workers may decode the same folder at once; readers see a whole file or none."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
 
 
 def _source_key(path: Path, image_size: int | None) -> str:
@@ -226,7 +304,7 @@ def _iter_images(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
                 if member.isfile() and PurePosixPath(member.name).suffix.lower() in IMAGE_SUFFIXES:
                     yield PurePosixPath(member.name), tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable ImageFolder tree or tar archive ({_one_line(err)})") from None
+        raise DataError(f"{path}: not a readable ImageFolder tree or tar archive ({first_line(err)})") from None
 
 
 def _decode_folder(path: Path, image_size: int | None) -> dict:
@@ -238,7 +316,7 @@ def _decode_folder(path: Path, image_size: int | None) -> dict:
         try:
             img = decode_rgb(blob)
         except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(f"{path}: cannot decode {rel} ({_one_line(err)})") from None
+            raise DataError(f"{path}: cannot decode {rel} ({first_line(err)})") from None
         groups.setdefault(str(rel.parent.parent), {}).setdefault(rel.parent.name, []).append(img)
     if not groups:
         raise DataError(f"{path}: no images found (expected CLASS/IMAGE files, as ImageFolder reads)")
@@ -287,8 +365,3 @@ def _stack(groups: dict[str, list[torch.Tensor]], classes: list[str], size: int)
 def _square(img: torch.Tensor, size: int) -> torch.Tensor:
     """Resize the shorter side to `size` and centre-crop, as torchvision's eval transforms do."""
     return TF.center_crop(TF.resize(img, size, antialias=True), [size, size])
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -1,9 +1,17 @@
-"""Ray actors that each own one device and run `run_worker` on it.
+"""Ray actors that each own a share of a node and run `run_worker` on it, and their supervisor.
 
-On a node with GPUs every actor asks Ray for one GPU (`num_gpus=1`, so Ray sets
-CUDA_VISIBLE_DEVICES and N actors spread over N GPUs); elsewhere for a share of the CPUs.
-Either way torch's CPU threads are limited to the actor's share of the CPUs. Stopping is
-cooperative: Ray cannot interrupt a running actor method, so the actor is threaded
+Each actor asks Ray for `gpus_per_worker` GPUs on a cluster that has GPUs (fractional values
+pack several workers on one GPU; Ray sets CUDA_VISIBLE_DEVICES but does not split its memory),
+or for `threads` CPUs on a CPU-only one; torch's CPU threads are limited to that share either
+way. Without `--workers` there is one worker per GPU of the cluster, or one per `threads` CPUs.
+
+The launcher supervises its actors: one that dies (its process killed, its node lost) is
+recorded in the study with the reason, its RUNNING trials are failed and re-queued at once
+(Ray has told us the worker is gone; no need to wait for its heartbeat to go stale), and a
+replacement actor is asked for, which Ray places as soon as the cluster has room again. The
+launch ends when the study's budget is reached and no trial runs, whatever became of the actors.
+
+Stopping is cooperative: Ray cannot interrupt a running actor method, so the actor is threaded
 (`max_concurrency=2`) and `stop()` sets an event the running trial checks after each epoch.
 Whatever is still RUNNING after the grace period is killed and its trials marked FAIL
 "interrupted" by the launcher.
@@ -12,10 +20,15 @@ Whatever is still RUNNING after the grace period is killed and its trials marked
 from __future__ import annotations
 
 import logging
+import math
 import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +37,17 @@ import ray
 import torch
 from sqlalchemy.engine import make_url
 
+from hybridnas.common import HybridNASError, UsageError, first_line, raise_if_interrupted
 from hybridnas.objectives.objective import INTERRUPTED
-from hybridnas.storage import artifacts_path, open_storage, resolve_url
-from hybridnas.workers.worker import fail_running_trials, run_worker
+from hybridnas.objectives.study import WORKERS_ATTR, budget_reached, study_status
+from hybridnas.objectives.study_definition import StudyDefinition
+from hybridnas.storage import is_shared_location, open_storage, resolve_url
+from hybridnas.workers.worker import ARTIFACTS_ATTR, fail_and_retry, fail_running_trials, prepare_data, run_worker
+
 
 
 class TrialWorker:
-    """The actor body: one device, one worker loop, a stop switch."""
+    """The actor body: one share of a node, one worker loop, a stop switch."""
 
     def __init__(self, threads: int) -> None:
         torch.set_num_threads(threads)
@@ -39,34 +56,150 @@ class TrialWorker:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self._stop = threading.Event()
 
-    def run(
-        self, study_name: str, storage_url: str, worker_id: str, device: str, seed_offset: int, artifacts_dir: str
-    ) -> dict[str, Any]:
-        return run_worker(
-            study_name,
-            storage_url,
-            worker_id,
-            device,
-            seed_offset=seed_offset,
-            stop=self._stop,
-            artifacts_dir=artifacts_dir,
-        )
+    def where(self) -> dict[str, Any]:
+        """Where this actor landed (answers once Ray placed it): its node, host and process, and
+        the accelerators Ray gave it."""
+        context = ray.get_runtime_context()
+        return {"node": context.get_node_id()[:12], "host": socket.gethostname(), "pid": os.getpid(),
+                "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
+
+    def run(self, study_name: str, storage_url: str, worker_id: str, seed_offset: int,
+            worker_options: dict[str, Any]) -> dict[str, Any]:
+        return run_worker(study_name, storage_url, worker_id, "auto", seed_offset=seed_offset, stop=self._stop,
+                          **worker_options)
 
     def stop(self) -> None:
         self._stop.set()
 
 
-def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Connect to `address` / $RAY_ADDRESS, or start the embedded local Ray; True if started here."""
-    if ray.is_initialized():
-        return False
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many workers a launch runs and what each asks Ray for."""
+
+    count: int
+    options: dict[str, float]
+    threads: int
+    reason: str
+
+
+def plan_workers(
+    resources: dict[str, float],
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    gpus_per_worker: float = 1.0,
+    cpus_per_worker: int | None = None,
+) -> WorkerPlan:
+    """The workers for a cluster with these total `resources` (Ray's names: "CPU", "GPU").
+
+    With GPUs: each worker takes `gpus_per_worker` GPUs (0.5 packs two on one) and
+    `cpus_per_worker` CPUs (default 1); by default one worker per GPU share. CPU-only: each
+    takes `cpus_per_worker` or `threads` CPUs (default 1); by default one per that many CPUs.
+    torch uses `threads` CPU threads per worker (default: its CPU share).
+    """
+    if gpus_per_worker <= 0:
+        raise UsageError(f"gpus per worker must be positive, got {gpus_per_worker}")
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    if gpus > 0:
+        per_cpu = cpus_per_worker or 1
+        options = {"num_gpus": gpus_per_worker, "num_cpus": per_cpu}
+        fit = max(1, math.floor(gpus / gpus_per_worker + 1e-9))
+        share = f"{gpus_per_worker:g} GPU each, {gpus:g} GPU(s) in the cluster"
+    else:
+        per_cpu = cpus_per_worker or threads or 1
+        options = {"num_cpus": per_cpu}
+        fit = max(1, math.floor(cpus / per_cpu))
+        share = f"{per_cpu} CPU(s) each, {cpus:g} CPU(s) in the cluster, no GPU"
+    count = workers if workers is not None else fit
+    how = "as asked" if workers is not None else "one per share"
+    waiting = f"; {count - fit} wait for room" if count > fit else ""
+    return WorkerPlan(count, options, threads or per_cpu, f"{count} worker(s), {how} ({share}{waiting})")
+
+
+_AUTH_HINT = (
+    "Ray clusters use token authentication: run every node and this launch with RAY_AUTH_MODE=token and the "
+    "cluster's token (the head's ~/.ray/auth_token, or RAY_AUTH_TOKEN)"
+)
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> str:
+    """Connect to `address` / $RAY_ADDRESS, or start an embedded local Ray; says which.
+
+    Without an address a new local Ray is always started (`address="local"`): a cluster that
+    ran on this machine earlier and died leaves its address file behind, and a plain
+    `ray.init()` would try to join it and fail.
+    """
     address = address or os.environ.get("RAY_ADDRESS") or None
     common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
-    if address:
+    if not address:
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **common)
+        return f"started a local Ray ({num_cpus or os.cpu_count()} CPUs); join a cluster with --ray-address"
+    try:
         ray.init(address=address, **common)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **common)
-    return True
+    except ray.exceptions.AuthenticationError:
+        raise UsageError(f"the Ray cluster at {address} refused this launch's token. {_AUTH_HINT}") from None
+    except ConnectionError:
+        # A wrong token shows up as a connection that never succeeds, like a wrong address.
+        raise UsageError(f"cannot join the Ray cluster at {address}: nothing answers there, or it refused this "
+                         f"launch's token. {_AUTH_HINT}") from None
+    nodes = sum(1 for node in ray.nodes() if node["Alive"])
+    return f"joined the Ray cluster at {address} ({nodes} node(s))"
+
+
+def launch_workers(
+    study_name: str,
+    storage_url: str | None,
+    definition: StudyDefinition,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    gpus_per_worker: float = 1.0,
+    cpus_per_worker: int | None = None,
+    ray_address: str | None = None,
+    worker_options: dict[str, Any] | None = None,
+    on_poll: Callable[[], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run workers of a study on Ray until its budget is reached; their summaries.
+
+    Without a cluster address the embedded local Ray is started here (and shut down after) and
+    the dataset is decoded once into this machine's cache before the actors start, instead of
+    by every actor at once (a bad data path fails here, in one line). `worker_options` go to
+    every `run_worker` (artifacts, heartbeat interval, grace period). Ctrl-C: see run_ray_workers.
+    """
+    local = not (ray_address or os.environ.get("RAY_ADDRESS"))
+    if local:
+        prepare_data(definition)
+    ray_was_up = ray.is_initialized()
+    try:
+        if not ray_was_up:
+            asked = (workers or 0) * (cpus_per_worker or threads or 1)
+            say(start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, asked)))
+        _check_artifacts_reach_every_node((worker_options or {}).get("artifacts"))
+        plan = plan_workers(ray.cluster_resources(), workers=workers, threads=threads,
+                            gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
+        say(f"running {plan.reason}")
+        return run_ray_workers(study_name, storage_url, plan, launch_id=uuid.uuid4().hex[:6],
+                               worker_options=worker_options or {}, on_poll=on_poll, say=say)
+    except ray.exceptions.RayTaskError as err:
+        # A worker's own error (unreachable storage, a dataset it cannot read), without Ray's traceback.
+        if isinstance(err.cause, HybridNASError):
+            raise err.cause from None
+        raise
+    finally:
+        # Also after a Ctrl-C inside ray.init: shut down whatever part of our own Ray came up.
+        if not ray_was_up and ray.is_initialized():
+            ray.shutdown()
+
+
+def _check_artifacts_reach_every_node(location: str | None) -> None:
+    """Refuse a multi-node launch whose trial files would land on the launcher's disk alone."""
+    nodes = sum(1 for node in ray.nodes() if node["Alive"])
+    if location is not None and nodes > 1 and not is_shared_location(location):
+        raise UsageError(
+            f"artifacts would go to {location} on this machine, which the cluster's other {nodes - 1} node(s) "
+            "cannot reach; pass --artifacts with a directory every node sees, or s3://bucket/prefix"
+        )
 
 
 def absolute_storage_url(url: str | None) -> str:
@@ -78,64 +211,131 @@ def absolute_storage_url(url: str | None) -> str:
     return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
 
 
+@dataclass
+class _Worker:
+    worker_id: str
+    actor: Any
+    run: Any
+    placed: Any
+    where: dict[str, Any] | None = None
+
+
+class _Fleet:
+    """The launch's actors: started, placed, finished or dead, and replaced when they die."""
+
+    def __init__(self, study_name: str, url: str, plan: WorkerPlan, launch_id: str, worker_options: dict[str, Any],
+                 say: Callable[[str], None]) -> None:
+        self.study_name = study_name
+        self.url = url
+        self.plan = plan
+        self.launch_id = launch_id
+        self.worker_options = worker_options
+        self.say = say
+        self.storage = open_storage(url, heartbeat_interval=None)
+        self.study = optuna.load_study(study_name=study_name, storage=self.storage)
+        self.actor_cls = ray.remote(TrialWorker)
+        self.live: list[_Worker] = []
+        self.started = 0
+        if worker_options.get("artifacts"):
+            # so that workers started later by hand, and retraining, find the same files
+            self.study.set_user_attr(ARTIFACTS_ATTR, worker_options["artifacts"])
+
+    def start(self) -> None:
+        worker_id = f"{self.launch_id}-w{self.started}"
+        actor = self.actor_cls.options(max_concurrency=2, **self.plan.options).remote(self.plan.threads)
+        run = actor.run.remote(self.study_name, self.url, worker_id, self.started, self.worker_options)
+        self.live.append(_Worker(worker_id, actor, run, actor.where.remote()))
+        self.record(worker_id, state="starting")
+        self.started += 1
+
+    def record(self, worker_id: str, **fields: Any) -> None:
+        """Keep what is known of a worker in the study, for `status` (one user attr per study)."""
+        workers = dict(self.study.user_attrs.get(WORKERS_ATTR) or {})
+        workers[worker_id] = {**workers.get(worker_id, {}), **fields, "launch": self.launch_id,
+                              "at": datetime.now().isoformat(timespec="seconds")}
+        self.study.set_user_attr(WORKERS_ATTR, workers)
+
+    def note_placements(self) -> None:
+        for w in self.live:
+            if w.where is None and ray.wait([w.placed], timeout=0)[0]:
+                w.where = ray.get(w.placed)
+                self.record(w.worker_id, state="running", **w.where)
+
+    def collect(self, timeout: float) -> list[dict[str, Any]]:
+        """Summaries of the workers that finished; a dead one is recorded, its trials failed and
+        re-queued, and replaced while the study still has work."""
+        done, _ = ray.wait([w.run for w in self.live], num_returns=len(self.live), timeout=timeout)
+        finished = []
+        for w in [w for w in self.live if w.run in done]:
+            self.live.remove(w)
+            try:
+                result = ray.get(w.run)
+            except ray.exceptions.RayActorError as err:
+                self.bury(w, first_line(err))
+                continue
+            self.record(w.worker_id, state="stopped", reason=result["stopped"])
+            finished.append(result)
+        return finished
+
+    def bury(self, w: _Worker, reason: str) -> None:
+        failed = fail_and_retry(self.study, self.storage, [w.worker_id], f"worker {w.worker_id} died: {reason}")
+        self.record(w.worker_id, state="died", reason=reason)
+        lost = f"; its trial(s) {', '.join(map(str, failed))} failed and re-queued" if failed else ""
+        self.say(f"worker {w.worker_id} died ({reason}){lost}")
+        if not self.study_over():
+            self.start()
+            self.say(f"asked Ray for a replacement, worker {self.launch_id}-w{self.started - 1}; it starts when "
+                     "the cluster has room")
+
+    def study_over(self) -> bool:
+        return budget_reached(study_status(self.study))
+
+    def idle_over(self) -> bool:
+        """The study is over and no trial runs: workers still waiting for a node are not needed."""
+        return self.study_over() and not self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+
 def run_ray_workers(
     study_name: str,
     storage_url: str | None,
-    n_workers: int,
+    plan: WorkerPlan,
     *,
     launch_id: str,
+    worker_options: dict[str, Any],
     grace_s: float = 30.0,
     poll_s: float = 2.0,
     on_poll: Callable[[], None] | None = None,
+    say: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Start N actors on the connected Ray cluster and wait until all have stopped.
+    """Start the plan's actors on the connected Ray cluster and supervise them until the study is over.
 
     On KeyboardInterrupt: tell every actor to stop, wait up to `grace_s` (a second Ctrl-C cuts
     it short), kill what is left, mark this launch's RUNNING trials FAIL "interrupted", and
     re-raise. `on_poll` runs every `poll_s` seconds while the workers run (progress output).
     """
-    url = absolute_storage_url(storage_url)
-    artifacts_dir = str(artifacts_path(url).resolve())
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    threads = max(1, cpus // n_workers)
-    if gpus:
-        options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
-        device = "cuda"
-    else:
-        options = {"num_cpus": threads}
-        device = "cpu"
-    actor_cls = ray.remote(TrialWorker)
-    worker_ids = [f"{launch_id}-w{i}" for i in range(n_workers)]
-    actors = [actor_cls.options(max_concurrency=2, **options).remote(threads) for _ in worker_ids]
-    refs = [
-        actor.run.remote(study_name, url, worker_id, device, i, artifacts_dir)
-        for i, (actor, worker_id) in enumerate(zip(actors, worker_ids))
-    ]
+    fleet = _Fleet(study_name, absolute_storage_url(storage_url), plan, launch_id, worker_options, say)
+    results: list[dict[str, Any]] = []
     try:
-        pending = list(refs)
-        while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=poll_s)
+        raise_if_interrupted()
+        # Inside the try: a Ctrl-C while actors start must not leave the ones already started.
+        for _ in range(plan.count):
+            fleet.start()
+        while fleet.live:
+            raise_if_interrupted()
+            results += fleet.collect(timeout=poll_s)
+            fleet.note_placements()
             if on_poll is not None:
                 on_poll()
-        return [_result(ref, worker_id) for ref, worker_id in zip(refs, worker_ids)]
+            if fleet.live and all(w.where is None for w in fleet.live) and fleet.idle_over():
+                break
+        return results
     except KeyboardInterrupt:
-        _stop_actors(actors, refs, grace_s)
-        fail_running_trials(open_storage(url, heartbeat_interval=None), study_name, worker_ids, INTERRUPTED)
+        _stop_actors([w.actor for w in fleet.live], [w.run for w in fleet.live], grace_s)
+        fail_running_trials(fleet.storage, study_name, [f"{launch_id}-w{i}" for i in range(fleet.started)], INTERRUPTED)
         raise
     finally:
-        for actor in actors:
-            ray.kill(actor)
-
-
-def _result(ref: Any, worker_id: str) -> dict[str, Any]:
-    """A worker's summary; an actor that died (killed, out of host memory) leaves its trial
-    RUNNING for the heartbeat check of the next worker to fail and re-queue."""
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayActorError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return {"worker": worker_id, "device": "unknown", "trials": {}, "stopped": f"died ({reason})"}
+        for w in fleet.live:
+            ray.kill(w.actor)
 
 
 def _stop_actors(actors: list[Any], refs: list[Any], grace_s: float) -> None:

@@ -1,11 +1,9 @@
 """One worker: load the study by name, then run trials until the study's budget is reached.
 
 The same loop runs inside a Ray actor (`hybridnas launch --workers N`) and by hand
-(`hybridnas worker`). Optuna is the source of truth: the loop is `study.optimize` with a
-`MaxTrialsCallback` counting COMPLETE and PRUNED trials of the whole study, so every worker
-stops when the study (not the worker) has its trials, and heartbeats run (they only do
-under optimize), letting any worker fail and re-queue the trial of a worker that died.
-Several workers finishing at once may overshoot the count by at most one trial each.
+(`hybridnas worker`). Optuna is the source of truth: the loop is `study.optimize` (heartbeats
+only run under optimize), and between trials every worker asks the study's budget, counted
+from the study's trials, whether it may start another (`BudgetGate`).
 """
 
 from __future__ import annotations
@@ -14,31 +12,41 @@ import functools
 import os
 import socket
 import threading
+import time
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives.objective import INTERRUPTED, Objective, TrialFailed, WorkerStopped
+from hybridnas.common import raise_if_interrupted
+from hybridnas.objectives.objective import INTERRUPTED, Objective, TrialFailed, WorkerContext, WorkerStopped
+from hybridnas.objectives.retrain import RetrainObjective, stored_plan
+from hybridnas.objectives.dedup import is_duplicate, is_infeasible
+from hybridnas.objectives.study import counts_toward_budget, space_exhausted, timeout_left
 from hybridnas.objectives.study_definition import StudyDefinition, stored_definition
 from hybridnas.storage import artifact_store, load_study, open_storage
+from hybridnas.storage._database import stale_trial_retry
 from hybridnas.training.data import DataSplits, load_data, resolve_device
+from hybridnas.training.measure import device_name
 
-DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # FAIL trials do not count towards the budget, so a study whose every trial crashes (a
 # learning rate that always diverges, data the models cannot fit in memory) would never end.
 MAX_FAILURES_IN_A_ROW = 5
+# Samples that are repeats or over the limits use no budget, so a space that produces nothing
+# else would loop forever; this many in a row ends the worker with the reason.
+MAX_UNTRAINED_IN_A_ROW = 50
 HEARTBEAT_INTERVAL_S = 60
+# Where a launch recorded the study's artifact location, so a worker started by hand finds it.
+ARTIFACTS_ATTR = "hybridnas_artifacts"
+# How often a trial whose worker died is queued again before it stays FAIL.
+MAX_RETRY = 3
 
 
 def default_worker_id() -> str:
@@ -50,55 +58,24 @@ def seed_offset_for(worker_id: str) -> int:
     return zlib.crc32(worker_id.encode()) % 10_000
 
 
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+_SPLIT_FIELDS = ("dataset", "data_dir", "val_fraction", "train_subset", "val_subset", "test_subset", "seed")
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_data(
-    dataset: str,
-    data_dir: str | None,
-    val_fraction: float,
-    train_subset: int | None,
-    val_subset: int | None,
-    seed: int,
-    device: str,
-) -> DataSplits:
-    return load_data(
-        dataset,
-        data_dir=data_dir,
-        val_fraction=val_fraction,
-        train_subset=train_subset,
-        val_subset=val_subset,
-        seed=seed,
-        device=device,
-    )
+def _cached_data(split: tuple[Any, ...], device: str, with_test: bool) -> DataSplits:
+    fields = dict(zip(_SPLIT_FIELDS, split))
+    return load_data(fields.pop("dataset"), **fields, with_test=with_test, device=device)
 
 
-def worker_data(definition: StudyDefinition, device: str) -> DataSplits:
-    """The study's train/val split, loaded once per worker process and reused by every trial."""
-    return _cached_data(
-        definition.dataset,
-        definition.data_dir,
-        definition.val_fraction,
-        definition.train_subset,
-        definition.val_subset,
-        definition.seed,
-        device,
-    )
+def worker_data(definition: StudyDefinition, device: str, *, with_test: bool = False) -> DataSplits:
+    """The study's splits, loaded once per worker process and reused by every trial."""
+    return _cached_data(tuple(getattr(definition, f) for f in _SPLIT_FIELDS), device, with_test)
 
 
 def prepare_data(definition: StudyDefinition) -> None:
     """Download / decode the dataset into the on-disk caches without keeping it in memory."""
     worker_data(definition, "cpu")
     _cached_data.cache_clear()
-
-
-def budget_left(study: optuna.Study, definition: StudyDefinition) -> int:
-    done = len(study.get_trials(deepcopy=False, states=DONE_STATES))
-    return definition.trials - done
 
 
 def run_worker(
@@ -109,100 +86,176 @@ def run_worker(
     *,
     seed_offset: int | None = None,
     stop: threading.Event | None = None,
-    artifacts_dir: str | Path | None = None,
+    artifacts: str | None = None,
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
     grace_period: int | None = None,
 ) -> dict[str, Any]:
-    """Run trials of the study until its budget (COMPLETE + PRUNED) or timeout is reached.
+    """Run trials of the study until its budget is reached, its deadline passes, or it is stopped.
 
-    `stop` lets a Ray actor end the loop from another thread: the running trial ends as FAIL
-    "interrupted" at its next epoch. On Ctrl-C (KeyboardInterrupt) the running trial is
-    failed the same way before the interrupt propagates, so this worker leaves nothing RUNNING.
-    `heartbeat_interval` / `grace_period` (seconds, default: twice the interval): this worker's
-    trials beat every interval, and it fails and re-queues any trial of the study whose last
-    beat is older than the grace period; every worker of a study should use the same values.
-    Returns what this worker did: its id, device, trial states and why it stopped.
+    Between trials the worker asks the study's budget for room (`BudgetGate`): it starts a
+    trial only while trials that count plus trials in flight stay under the budget, and
+    otherwise waits, failing and re-queueing trials whose workers died, so a study ends with
+    its full count and nothing RUNNING. `stop` lets a Ray actor end the loop from another
+    thread: the running trial ends as FAIL "interrupted" at its next epoch. On Ctrl-C
+    (KeyboardInterrupt) the running trial is failed the same way before the interrupt
+    propagates. `heartbeat_interval` / `grace_period` (seconds, default: twice the interval):
+    this worker's trials beat every interval, and it fails and re-queues any trial of the study
+    whose last beat is older than the grace period; every worker of a study should use the
+    same values. `artifacts`: where trial files go (a directory or s3://bucket/prefix; default
+    the location the launch recorded in the study, else the storage's default). Returns what
+    this worker did: its id, device, trial states and why it stopped.
     """
     worker_id = worker_id or default_worker_id()
-    definition = stored_definition(load_study(study_name, storage_url, heartbeat_interval=None))
-    storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-    offset = seed_offset if seed_offset is not None else seed_offset_for(worker_id)
-    study = optuna.load_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=definition.make_sampler(offset),
-        pruner=definition.make_pruner(),
-    )
+    loaded = load_study(study_name, storage_url, heartbeat_interval=None)
+    plan = stored_plan(loaded)
+    storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                           max_retry=MAX_RETRY)
     torch_device = resolve_device(device)
-    summary: dict[str, Any] = {"worker": worker_id, "device": device_label(torch_device), "trials": {}}
-    if budget_left(study, definition) <= 0:
-        return {**summary, "stopped": "budget reached"}
+    summary: dict[str, Any] = {"worker": worker_id, "device": device_name(torch_device), "trials": {}}
+    store = artifact_store(storage_url, artifacts or loaded.user_attrs.get(ARTIFACTS_ATTR))
+    context = WorkerContext(str(torch_device), worker_id, summary["device"], store, stop)
+    if plan is None:
+        definition = stored_definition(loaded)
+        offset = seed_offset if seed_offset is not None else seed_offset_for(worker_id)
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=definition.make_sampler(offset),
+                                  pruner=definition.make_pruner())
+        gate: BudgetGate | JobGate = BudgetGate(study, definition.trials, definition.timeout, stop=stop)
+    else:
+        source = load_study(plan.source, storage_url, heartbeat_interval=None)
+        definition = stored_definition(source).model_copy(update={"train_subset": plan.train_subset})
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        gate = JobGate(study, stop=stop)
+    stopped = gate.wait_for_room()
+    if stopped is not None:
+        return {**summary, "stopped": stopped}
 
-    data = worker_data(definition, str(torch_device))
-    store = FileSystemArtifactStore(str(_mkdir(artifacts_dir))) if artifacts_dir else artifact_store(storage_url)
-    objective = Objective(
-        definition,
-        data,
-        device=str(torch_device),
-        worker_id=worker_id,
-        device_label=summary["device"],
-        artifacts=store,
-        stop=stop,
-    )
+    data = worker_data(definition, str(torch_device), with_test=plan is not None and plan.test)
+    if plan is None:
+        objective: Objective | RetrainObjective = Objective(definition, data, context)
+    else:
+        objective = RetrainObjective(plan, source, definition, data, context)
     ran: Counter[str] = Counter()
-    failures_in_a_row = 0
+    failures_in_a_row = wasted_in_a_row = 0
 
-    def count(study: optuna.Study, trial: FrozenTrial) -> None:
-        nonlocal failures_in_a_row
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal failures_in_a_row, wasted_in_a_row, stopped
         ran[trial.state.name] += 1
         failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        wasted_in_a_row = wasted_in_a_row + 1 if is_duplicate(trial) or is_infeasible(trial) else 0
         if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            stopped = f"{failures_in_a_row} failed trials in a row"
+        elif wasted_in_a_row >= MAX_UNTRAINED_IN_A_ROW:
+            stopped = space_exhausted(study, definition, wasted_in_a_row)
+        else:
+            stopped = gate.wait_for_room()
+        if stopped is not None:
             study.stop()
 
-    def stop_requested(study: optuna.Study, trial: FrozenTrial) -> None:
-        if stop is not None and stop.is_set():
-            study.stop()
-
-    callbacks = [count, MaxTrialsCallback(definition.trials, states=DONE_STATES), stop_requested]
-    stopped = "budget reached"
     try:
-        timeout = timeout_left(study, definition)
-        if timeout is None or timeout > 0:
-            study.optimize(objective, timeout=timeout, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=True)
+        study.optimize(objective, catch=(TrialFailed,), callbacks=[after_trial], gc_after_trial=True)
     except WorkerStopped:
         stopped = INTERRUPTED
     finally:
         fail_running_trials(storage, study_name, [worker_id])
     if stop is not None and stop.is_set():
         stopped = INTERRUPTED
-    elif failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-        stopped = f"{failures_in_a_row} failed trials in a row"
-    elif budget_left(study, definition) > 0:
-        stopped = "timeout"
     return {**summary, "trials": dict(ran), "stopped": stopped}
 
 
-def timeout_left(study: optuna.Study, definition: StudyDefinition) -> float | None:
-    """Seconds left of the study's timeout, counted from its first trial's start.
+class _Gate:
+    """Asked between trials whether a worker may start another; waits while it cannot tell.
 
-    One deadline for the whole study: a worker that joins late or a launch that resumes gets
-    what is left, not a fresh timeout (`hybridnas status` computes its ETA the same way).
+    While it waits it fails trials whose heartbeat went stale, which re-queues them for
+    whoever has room, so a study does not end with a dead worker's trial RUNNING.
     """
-    if definition.timeout is None:
-        return None
-    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start is not None]
-    if not starts:
-        return definition.timeout
-    return max(definition.timeout - (datetime.now() - min(starts)).total_seconds(), 0.0)
+
+    def __init__(self, study: optuna.Study, *, stop: threading.Event | None = None, poll_s: float = 1.0) -> None:
+        self.study = study
+        self.stop = stop
+        self.poll_s = poll_s
+
+    def wait_for_room(self) -> str | None:
+        """None when a trial may start, else why not."""
+        while True:
+            raise_if_interrupted()
+            if self.stop is not None and self.stop.is_set():
+                return INTERRUPTED
+            verdict = self.verdict(self.study.get_trials(deepcopy=False))
+            if verdict is not _WAIT:
+                return verdict
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
+            time.sleep(self.poll_s)
+
+    def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
+        raise NotImplementedError
+
+
+_WAIT = object()
+
+
+class BudgetGate(_Gate):
+    """A search's budget: a trial may start while the trials that count plus those in flight
+    stay under it, so workers do not overshoot. When trials in flight would fill it the worker
+    waits instead of leaving: one of them may still fail (a crash, a worker that died), and a
+    study must end with its full count."""
+
+    def __init__(self, study: optuna.Study, budget: int, timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(study, **kwargs)
+        self.budget = budget
+        self.timeout = timeout
+
+    def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
+        if timeout_left(self.study, self.timeout) == 0:
+            return "timeout"
+        used = sum(counts_toward_budget(t) for t in trials)
+        if used >= self.budget:
+            return "budget reached"
+        in_flight = sum(t.state == TrialState.RUNNING for t in trials) + len(_retries_due(trials))
+        if used + in_flight < self.budget:
+            return None
+        return _WAIT
+
+
+# How long after a stale trial failed its re-queued copy may take to appear.
+_RETRY_DUE_S = 30.0
+
+
+def _retries_due(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials just failed for a stale heartbeat whose re-queued copy is not there yet.
+
+    Optuna's `fail_stale_trials` fails the trial first and adds its WAITING copy after; a worker
+    that asked the budget in between would otherwise take the slot with a new trial and leave
+    the copy WAITING after the study ends. Such a trial has no `fail_reason` (ours always set
+    one) and retries left; the wait for its copy is bounded."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    now = datetime.now()
+    return [
+        t for t in trials
+        if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs and t.number not in retried
+        and len(t.system_attrs.get("retry_history", [])) < MAX_RETRY
+        and t.datetime_complete is not None and (now - t.datetime_complete).total_seconds() < _RETRY_DUE_S
+    ]
+
+
+class JobGate(_Gate):
+    """A queue of enqueued jobs (retraining): start while one is WAITING; wait while one runs
+    (it may fail and come back); stop when none is left."""
+
+    def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
+        if any(t.state == TrialState.WAITING for t in trials):
+            return None
+        if any(t.state == TrialState.RUNNING for t in trials):
+            return _WAIT
+        return "all jobs done"
 
 
 def fail_running_trials(
     storage: BaseStorage, study_name: str, worker_ids: Collection[str], reason: str = INTERRUPTED
-) -> list[int]:
-    """Mark the RUNNING trials of these workers FAIL with `reason`; returns their numbers.
-
-    Each write is one transaction, and a trial that finished meanwhile is left as it is.
-    """
+) -> list[FrozenTrial]:
+    """Mark the RUNNING trials of these workers FAIL with `reason`; returns them as they were
+    before (a trial that finished meanwhile is left as it is). Each write is one transaction."""
     study_id = storage.get_study_id_from_name(study_name)
     failed = []
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
@@ -215,11 +268,21 @@ def fail_running_trials(
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue
-        failed.append(trial.number)
+        failed.append(trial)
     return failed
 
 
-def _mkdir(path: str | Path) -> Path:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def fail_and_retry(study: optuna.Study, storage: BaseStorage, worker_ids: Collection[str], reason: str) -> list[int]:
+    """Fail the RUNNING trials of workers known to be dead and queue each again, as a stale
+    heartbeat would, but without waiting for the grace period; returns the failed numbers.
+
+    The re-queued copy (linked by `hybridnas.storage.retried_from`) keeps the trial's params
+    and user attrs but not its `fail_reason`."""
+    retry = stale_trial_retry(MAX_RETRY)
+    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if t.user_attrs.get("worker") in worker_ids]
+    # The copy goes in before the trial fails, so that no worker ever sees the trial gone and no
+    # copy yet, and starts a new trial in its budget slot instead.
+    for trial in running:
+        retry(study, trial)
+    return [t.number for t in fail_running_trials(storage, study.study_name, worker_ids, reason)]

@@ -1,29 +1,31 @@
-"""Helpers of the fault tests: real `hybridnas` processes on a throwaway PostgreSQL study.
-
-(Not named conftest.py: tests/conftest.py is imported as `conftest` by the test modules.)
-"""
+"""Helpers of the fault tests: real `hybridnas` processes on a throwaway PostgreSQL study
+(the `pg_study` fixture is in this folder's conftest.py)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
-import pytest
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.storage import open_storage
+from hybridnas.common import StorageError
+from hybridnas.objectives.study import counts_toward_budget
+from hybridnas.storage import open_storage, retried_from
 
 HYBRIDNAS = Path(sys.executable).with_name("hybridnas")
 HANG_GUARD_S = 120.0
+# A hang guard for a CLI server to answer: it imports torch, slow on a busy 2-core machine.
+STARTUP_GUARD_S = 180.0
 PG_CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect"]
 T = TypeVar("T")
 
@@ -78,12 +80,18 @@ class PgStudy:
         return [t for t in self.trials() if t.state in states]
 
     def done(self) -> int:
-        return len(self.by_state(TrialState.COMPLETE, TrialState.PRUNED))
+        """Trials that used up budget: distinct architectures trained."""
+        return sum(counts_toward_budget(t) for t in self.trials())
 
-    def spawn(self, *args: str, log: str, new_session: bool = False) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, *args: str, log: str, new_session: bool = False, sigint_ignored: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """`sigint_ignored`: start it as a non-interactive shell starts a background job (CI
+        runners do), with SIGINT ignored, which Python then leaves ignored unless told otherwise."""
         out = open(self.logs / f"{log}.log", "wb")  # noqa: SIM115 -- closed with the process
         proc = subprocess.Popen(
-            [str(HYBRIDNAS), *args], stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=new_session
+            [str(HYBRIDNAS), *args], stdout=out, stderr=subprocess.STDOUT, env=self.env,
+            start_new_session=new_session, preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         proc.log_path = self.logs / f"{log}.log"  # type: ignore[attr-defined]
         out.close()
@@ -95,6 +103,25 @@ class PgStudy:
             "worker", "--study", self.name, "--storage", self.url, "--worker-id", worker_id,
             "--device", "cpu", "--threads", "1", *extra, log=worker_id,
         )
+
+    def storage_proxy(self) -> str:
+        """A `hybridnas storage-proxy` in front of the study's database, one of this study's
+        processes (so cleanup kills it); its grpc:// URL once it answers."""
+        port = free_port()
+        proc = self.spawn("storage-proxy", "--storage", self.url, "--port", str(port), log="storage-proxy")
+        url = f"grpc://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"storage-proxy exited with {proc.returncode}:\n{self.log(proc)}")
+            try:
+                open_storage(url, heartbeat_interval=None).close()
+            except StorageError:
+                return False
+            return True
+
+        wait_for(answers, "the storage proxy to answer", timeout=STARTUP_GUARD_S)
+        return url
 
     def log(self, proc: subprocess.Popen[bytes]) -> str:
         return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
@@ -117,11 +144,60 @@ class PgStudy:
         self.storage.engine.dispose()
 
 
-@pytest.fixture
-def pg_study(postgres_url: str, study_env: None, tmp_path: Path) -> Iterator[PgStudy]:
-    study = PgStudy(postgres_url, tmp_path)
-    yield study
-    study.cleanup()
+def free_port() -> int:
+    """A local TCP port nothing listens on, for a server the test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kill_mid_trial_and_check_retry(s: PgStudy, workers: dict[str, subprocess.Popen[bytes]], budget: int,
+                                   grace_s: int) -> None:
+    """SIGKILL the worker whose trial has reported its first epoch (of 3, no pruner: still
+    training), then check what its heartbeats promise: the survivors fail that trial, one of
+    them re-runs it once with the same params, and the study ends at its budget with nothing
+    RUNNING and the finished trials untouched. ``workers`` are this study's processes by id."""
+
+    def victim_mid_training() -> FrozenTrial | None:
+        running = [t for t in s.by_state(TrialState.RUNNING) if t.user_attrs.get("worker") in workers]
+        return next((t for t in running if t.intermediate_values), None)
+
+    victim = wait_for(victim_mid_training, "a worker's trial to report its first epoch")
+    killed = workers[victim.user_attrs["worker"]]
+    survivors = {name: proc for name, proc in workers.items() if proc is not killed}
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    before = {n: v for n, v in snapshot(s.trials()).items() if v[0] == TrialState.COMPLETE}
+    assert [t.state for t in s.trials() if t.number == victim.number] == [TrialState.RUNNING]  # killed mid-trial
+
+    wait_for(
+        lambda: [t for t in s.by_state(TrialState.FAIL) if t.number == victim.number],
+        f"trial {victim.number} of the killed worker to be failed by the heartbeat check",
+        # a hang guard: survivors check at their trial starts and while they wait for the budget
+        timeout=grace_s + 90,
+    )
+    for proc in survivors.values():
+        assert s.wait(proc) == 0, s.log(proc)
+
+    trials = s.trials()
+    retries = [t for t in trials if retried_from(t) == victim.number]
+    table = [(t.number, t.state.name, t.user_attrs.get("worker"), retried_from(t)) for t in trials]
+    assert len(retries) == 1, table
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED), table
+    assert retries[0].params == victim.params  # the same architecture, run again
+    assert retries[0].user_attrs["worker"] in survivors
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert s.done() == budget
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
+    after = snapshot(trials)
+    for number, was in before.items():
+        assert after[number] == was, number
+    assert sorted(after) == list(range(len(trials)))
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def snapshot(trials: list[FrozenTrial]) -> dict[int, Any]:

@@ -1,0 +1,23 @@
+"""What every hybridnas package shares: one error hierarchy and the safe document loader.
+
+Light on purpose (pydantic and PyYAML only), so the CLI can import it without torch or Ray.
+"""
+
+from hybridnas.common._documents import format_validation_error, load_document, read_document_file, validate_model
+from hybridnas.common._errors import ConfigError, DataError, HybridNASError, StorageError, UsageError, first_line
+from hybridnas.common._interrupt import catch_ctrl_c, raise_if_interrupted
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "HybridNASError",
+    "StorageError",
+    "UsageError",
+    "catch_ctrl_c",
+    "first_line",
+    "format_validation_error",
+    "load_document",
+    "raise_if_interrupted",
+    "read_document_file",
+    "validate_model",
+]

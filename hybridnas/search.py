@@ -1,0 +1,177 @@
+"""Run a search from Python: define a study, launch its workers, read and export its results.
+
+The `hybridnas` command is a thin layer over these functions; a notebook calls them directly:
+
+    from hybridnas import search
+
+    definition = search.StudyDefinition(dataset="folder:cifar10.tar.gz", space="demo", trials=30,
+                                        train_subset=2000, val_subset=500, test_subset=1000)
+    study = search.launch(definition, study="demo", storage="sqlite:///nas.db", workers=2)
+    search.status(study)["done"]                       # 30 distinct architectures trained
+    search.export(study, "best.yaml")                  # the best trial's config and training settings
+    search.retrain("demo", "sqlite:///nas.db", top=3, epochs=15, test=True)  # [{"trial": ..., ...}]
+
+`launch` runs Ray workers (a local Ray of its own, or a cluster with `ray_address`);
+`work` runs one worker in this process instead, without Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hybridnas.objectives.study_definition import StudyDefinition
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+__all__ = ["StudyDefinition", "best_trial", "export", "launch", "load", "retrain", "status", "work"]
+
+
+def _quiet(message: str) -> None:
+    """Where a launch's progress lines go by default from Python: nowhere."""
+
+
+def launch(
+    definition: StudyDefinition | dict[str, Any],
+    *,
+    study: str,
+    storage: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    gpus_per_worker: float = 1.0,
+    cpus_per_worker: int | None = None,
+    ray_address: str | None = None,
+    artifacts: str | None = None,
+    heartbeat_interval: int = 60,
+    grace_period: int | None = None,
+    say: Callable[[str], None] = _quiet,
+    progress: Callable[[optuna.Study], Callable[[], None]] | None = None,
+    source: str = "study definition",
+) -> optuna.Study:
+    """Create the study (or resume the one named `study`) and run Ray workers until its budget
+    is reached; returns the study. `workers=0` only defines it (start workers elsewhere, or call
+    `work`). A resume may change only the budget; `definition` may be a StudyDefinition or the
+    fields to set (a resumed study keeps the rest; `source` names them in errors). `say` receives
+    the lines the CLI prints; `progress`, given the study, makes what runs every few seconds while
+    the workers run."""
+    from hybridnas.objectives.study import create_or_resume, enqueue_presets
+    from hybridnas.storage import mask_url, resolve_url
+
+    given = definition.to_document() if isinstance(definition, StudyDefinition) else dict(definition)
+    optuna_study, stored, created = create_or_resume(study, storage, given, source=source)
+    say(f"{'created' if created else 'resuming'} study '{study}' in {mask_url(resolve_url(storage))}")
+    if created and stored.enqueue_presets:
+        names = enqueue_presets(optuna_study, stored)
+        say(f"queued presets first: {', '.join(names) if names else 'none fits this space'}")
+    for line in stored.describe():
+        say(line)
+    if workers != 0:
+        _run_on_ray(optuna_study, storage, stored, optuna_study, say, progress, workers=workers, threads=threads,
+                    gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, ray_address=ray_address,
+                    artifacts=artifacts, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    return optuna_study
+
+
+def _run_on_ray(
+    study: optuna.Study, storage: str | None, definition: StudyDefinition, recorded_in: optuna.Study,
+    say: Callable[[str], None], progress: Callable[[optuna.Study], Callable[[], None]] | None,
+    *, artifacts: str | None, heartbeat_interval: int, grace_period: int | None, **placement: Any,
+) -> None:
+    """Ray workers on `study` (a search or the jobs of a retrain) until it is done; trial files go
+    to `artifacts`, else where `recorded_in` (the search) recorded them, else the default."""
+    from hybridnas.storage import artifacts_location
+    from hybridnas.workers.ray_workers import launch_workers
+    from hybridnas.workers.worker import ARTIFACTS_ATTR
+
+    location = artifacts_location(storage, artifacts or recorded_in.user_attrs.get(ARTIFACTS_ATTR))
+    say(f"artifacts in {location}")
+    launch_workers(study.study_name, storage, definition, say=say, on_poll=progress(study) if progress else None,
+                   worker_options={"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+                                   "artifacts": location}, **placement)
+
+
+def work(study: str, storage: str | None = None, *, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
+    """Run one worker of the study in this process (no Ray) until its budget is reached."""
+    import torch
+
+    from hybridnas.workers.worker import run_worker
+
+    if threads:
+        torch.set_num_threads(threads)
+    return run_worker(study, storage, device=device)
+
+
+def load(study: str, storage: str | None = None) -> optuna.Study:
+    """An existing study, read-only use (status, export, retrain)."""
+    from hybridnas.storage import load_study
+
+    return load_study(study, storage, heartbeat_interval=None)
+
+
+def status(study: optuna.Study) -> dict[str, Any]:
+    """Counts, budget used, best result, throughput, ETA and workers (what `hybridnas status --json` prints)."""
+    from hybridnas.objectives.study import study_status
+
+    return study_status(study)
+
+
+def best_trial(study: optuna.Study, *, max_params: int | None = None, max_macs: int | None = None) -> FrozenTrial:
+    """The most accurate completed trial (of the Pareto front for two objectives), within the limits."""
+    from hybridnas.objectives.results import select_trial
+
+    multi = len(study.directions) > 1
+    return select_trial(study, best=not multi, pareto=multi, max_params=max_params, max_macs=max_macs)
+
+
+def export(study: optuna.Study, path: str | Path, trial: FrozenTrial | None = None) -> Path:
+    """Write a trial's config with its training settings (default: `best_trial`), as `export` does."""
+    from hybridnas.objectives.results import export_trial
+
+    export_trial(study, trial or best_trial(study), path)
+    return Path(path)
+
+
+def retrain(
+    study: str,
+    storage: str | None = None,
+    *,
+    top: int = 3,
+    epochs: int = 30,
+    test: bool = False,
+    seeds: int = 1,
+    pareto: bool = False,
+    train_subset: int | None = None,
+    presets: Sequence[str] = (),
+    workers: int | None = None,
+    threads: int | None = None,
+    gpus_per_worker: float = 1.0,
+    cpus_per_worker: int | None = None,
+    ray_address: str | None = None,
+    artifacts: str | None = None,
+    heartbeat_interval: int = 60,
+    grace_period: int | None = None,
+    say: Callable[[str], None] = _quiet,
+    progress: Callable[[optuna.Study], Callable[[], None]] | None = None,
+) -> list[dict[str, Any]]:
+    """Retrain the best distinct trials of study `study` longer on Ray workers (a rerun resumes)
+    and return one row per trial (`trial`, `params`, `macs`, `epochs`, `val_top1`, `test_top1`,
+    ...), as `hybridnas retrain --json` prints. `presets` names papers' models to retrain beside
+    them under the same budget (their rows have `preset` and `trial` None). `progress` is made
+    from the companion study."""
+    from hybridnas.objectives.retrain import plan_retrain, retrain_results
+    from hybridnas.objectives.study_definition import stored_definition
+
+    source = load(study, storage)
+    companion, plan, queued = plan_retrain(study, storage, top=top, epochs=epochs, test=test, seeds=seeds,
+                                           pareto=pareto, train_subset=train_subset,
+                                           presets=tuple(presets))
+    say(f"retraining in study '{companion.study_name}' for {plan.epochs} epochs: {queued} job(s) queued")
+    if workers != 0:
+        _run_on_ray(companion, storage, stored_definition(source), source, say, progress, workers=workers,
+                    threads=threads, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                    ray_address=ray_address, artifacts=artifacts, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period)
+    return retrain_results(companion)

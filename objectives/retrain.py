@@ -1,0 +1,290 @@
+"""The last step of a search: retrain the best distinct trials longer and score them on test.
+
+A search ranks architectures by a short-budget validation score, a proxy. `retrain` takes
+the top K distinct trials (or the Pareto front), trains each with its own training settings
+for more epochs and with one or more seeds, scores it on the validation split and, with
+`test`, on the dataset's test split (or the images the study held out as `test_subset`), and
+keeps the weights as artifacts. The jobs are the WAITING trials of a companion study,
+`NAME/retrain`, so Ray workers run them with the same heartbeats, retries and resumption as
+a search; a rerun enqueues only the jobs that have not finished.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hybridnas.common import UsageError, validate_model
+from hybridnas.models.presets import PRESETS
+from hybridnas.objectives.study_definition import StudyDefinition
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from hybridnas.models.config import ArchConfig
+
+    from hybridnas.objectives.objective import WorkerContext
+    from hybridnas.training.data import DataSplits
+
+RETRAIN_ATTR = "hybridnas_retrain"
+SOURCE_TRIAL = "source_trial"
+PRESET = "preset"
+SEED = "seed"
+
+
+def companion_name(study_name: str) -> str:
+    return f"{study_name}/retrain"
+
+
+class RetrainPlan(BaseModel):
+    """How the companion study retrains: stored in it, so its workers need only its name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    epochs: Annotated[int, Field(ge=1)]
+    test: bool
+    train_subset: Annotated[int, Field(ge=1)] | None
+
+    def differences(self, other: RetrainPlan) -> list[str]:
+        mine, theirs = self.model_dump(), other.model_dump()
+        return [k for k in mine if mine[k] != theirs[k]]
+
+
+def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[FrozenTrial]:
+    """The `top` best distinct architectures (single objective), or the Pareto front.
+
+    Distinct: one trial per architecture key, never a duplicate or an infeasible sample.
+    """
+    from optuna.trial import TrialState
+
+    from hybridnas.objectives.dedup import ARCH_KEY, is_duplicate, is_infeasible
+
+    multi = len(study.directions) > 1
+    if pareto != multi:
+        raise UsageError(f"study '{study.study_name}' has {'two objectives' if multi else 'one objective'}: "
+                         f"{'retrain its Pareto front' if multi else 'retrain its top trials'}")
+    candidates = study.best_trials if pareto else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    picked: dict[str, FrozenTrial] = {}
+    for trial in sorted(candidates, key=lambda t: (-t.values[0], t.number)):
+        if is_duplicate(trial) or is_infeasible(trial) or "config" not in trial.user_attrs:
+            continue
+        picked.setdefault(trial.user_attrs.get(ARCH_KEY, str(trial.number)), trial)
+    chosen = list(picked.values())
+    if not chosen:
+        raise UsageError(f"study '{study.study_name}' has no completed trial to retrain yet")
+    return chosen if pareto else chosen[:top]
+
+
+def plan_retrain(
+    study_name: str,
+    storage_url: str | None,
+    *,
+    top: int,
+    epochs: int,
+    test: bool,
+    seeds: int,
+    pareto: bool = False,
+    train_subset: int | None = None,
+    presets: tuple[str, ...] = (),
+) -> tuple[optuna.Study, RetrainPlan, int]:
+    """Create or resume `NAME/retrain` and enqueue the jobs not done yet: (companion, plan, queued).
+
+    `presets` (papers' models by name) are retrained beside the trials, at the study's input
+    size and with its fixed training settings, so the retrained table measures the search
+    against the documented designs. `train_subset` defaults to the search's own; a resumed plan
+    must keep its epochs, test and train subset (more trials, presets or seeds only add jobs).
+    """
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.trial import TrialState
+
+    from hybridnas.objectives.study_definition import stored_definition
+    from hybridnas.storage import load_study, open_storage
+
+    source = load_study(study_name, storage_url, heartbeat_interval=None)
+    definition = stored_definition(source)
+    if test and definition.test_subset is None and not _has_test_split(definition):
+        raise UsageError(f"study '{study_name}': {definition.dataset} has no test split and the study held no "
+                         "images out (test_subset); its search already saw every training image")
+    _check_presets(presets, definition)
+    plan = RetrainPlan(source=study_name, epochs=epochs, test=test,
+                       train_subset=train_subset if train_subset is not None else definition.train_subset)
+    trials = pick_trials(source, top, pareto=pareto)
+    storage = open_storage(storage_url, heartbeat_interval=None)
+    try:
+        companion = optuna.load_study(study_name=companion_name(study_name), storage=storage)
+    except KeyError:
+        companion = optuna.create_study(study_name=companion_name(study_name), direction="maximize", storage=storage)
+    stored = companion.user_attrs.get(RETRAIN_ATTR)
+    if stored is None:
+        companion.set_user_attr(RETRAIN_ATTR, plan.model_dump())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            companion.set_metric_names(["val_top1"])
+    else:
+        changed = plan.differences(validate_model(RetrainPlan, stored, f"study '{companion.study_name}'"))
+        if changed:
+            raise UsageError(f"'{companion.study_name}' exists with a different {', '.join(changed)}; rerun with "
+                             "the same settings to resume it")
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    have = {_job(t.user_attrs) for t in companion.get_trials(deepcopy=False, states=live)}
+    jobs = [{SOURCE_TRIAL: t.number} for t in trials] + [{PRESET: name} for name in presets]
+    queued = 0
+    for job in jobs:
+        for seed in range(definition.seed, definition.seed + seeds):
+            if _job({**job, SEED: seed}) not in have:
+                companion.enqueue_trial({}, user_attrs={**job, SEED: seed})
+                queued += 1
+    return companion, plan, queued
+
+
+def _check_presets(names: tuple[str, ...], definition: StudyDefinition) -> None:
+    """Fail before anything is stored when a name is no preset or the preset cannot take the
+    study's input (only the dataset's shape is read)."""
+    from hybridnas.models.presets import preset
+    from hybridnas.training.data import dataset_shape
+
+    unknown = sorted(set(names) - set(PRESETS))
+    if unknown:
+        raise UsageError(f"--presets: no preset named {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+    if names:
+        shape = dataset_shape(definition.dataset, data_dir=definition.data_dir)
+        for name in names:
+            preset(name, num_classes=shape.num_classes, image_size=shape.image_size)
+
+
+def _job(attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """What a retrain job retrains: (source trial or preset, seed)."""
+    return attrs.get(SOURCE_TRIAL), attrs.get(PRESET), attrs.get(SEED)
+
+
+def _has_test_split(definition: StudyDefinition) -> bool:
+    from hybridnas.training.data import has_test_split
+
+    return has_test_split(definition.dataset, data_dir=definition.data_dir)
+
+
+def stored_plan(study: optuna.Study) -> RetrainPlan | None:
+    data = study.user_attrs.get(RETRAIN_ATTR)
+    return None if data is None else validate_model(RetrainPlan, data, f"study '{study.study_name}'")
+
+
+def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
+    """One row per retrained trial or preset, best first: the means over its finished seeds
+    (`latency_ms_batch1` None where none was measured). A trial's row has `trial`, its number in
+    the search; a preset's has `trial` None and `preset`, its name."""
+    from optuna.trial import TrialState
+
+    rows: dict[tuple[Any, Any], list[FrozenTrial]] = {}
+    for t in companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rows.setdefault((t.user_attrs.get(SOURCE_TRIAL), t.user_attrs.get(PRESET)), []).append(t)
+    out = []
+    for (number, preset_name), runs in rows.items():
+        val = [t.value for t in runs]
+        test = [t.user_attrs["test_top1"] for t in runs if t.user_attrs.get("test_top1") is not None]
+        first = runs[0].user_attrs
+        out.append({
+            "trial": number,
+            **({"preset": preset_name} if preset_name else {}),
+            "params": first["params"],
+            "macs": first["macs"],
+            "epochs": first["epochs_run"],
+            "seeds": sorted(t.user_attrs[SEED] for t in runs),
+            "val_top1": statistics.fmean(val),
+            "val_top1_std": statistics.pstdev(val),
+            "test_top1": statistics.fmean(test) if test else None,
+            "test_top1_std": statistics.pstdev(test) if test else None,
+            "latency_ms_batch1": statistics.fmean(latency) if (latency := [
+                t.user_attrs["latency_ms_batch1"] for t in runs
+                if isinstance(t.user_attrs.get("latency_ms_batch1"), (int, float))]) else None,
+            "retrain_trials": sorted(t.number for t in runs),
+        })
+    return sorted(out, key=lambda r: (-(r["test_top1"] if r["test_top1"] is not None else r["val_top1"]),
+                                      r["trial"] if r["trial"] is not None else -1))
+
+
+class RetrainObjective:
+    """Callable for `study.optimize` on the companion study: one job, a (source trial, seed)."""
+
+    def __init__(
+        self, plan: RetrainPlan, source: optuna.Study, definition: StudyDefinition, data: DataSplits,
+        context: WorkerContext,
+    ) -> None:
+        self.plan = plan
+        self.source = source
+        self.definition = definition
+        self.data = data
+        self.context = context
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        from hybridnas.objectives.objective import guarded
+
+        self.context.start(trial)
+        if SOURCE_TRIAL not in trial.user_attrs and PRESET not in trial.user_attrs:
+            # Two workers saw the last job; the other one took it.
+            raise optuna.TrialPruned("no retrain job left")
+        return guarded(trial, self.context.device_label, lambda: self._run(trial))
+
+    def _run(self, trial: optuna.Trial) -> float:
+        from hybridnas.objectives.objective import WorkerStopped, failed
+        from hybridnas.training.loop import EpochReport, train_model
+
+        cfg, training = self._job(trial.user_attrs)
+        settings = self.definition.train_settings(self.context.device, {**training, "measure_latency": True})
+        settings = settings.model_copy(update={"epochs": self.plan.epochs, "seed": trial.user_attrs[SEED]})
+
+        def on_epoch(report: EpochReport) -> None:
+            trial.report(report.val_top1, report.epoch)
+            trial.set_user_attr("epochs_run", report.epoch)
+            if self.context.stop is not None and self.context.stop.is_set():
+                raise WorkerStopped(f"stopped after epoch {report.epoch}")
+
+        start = time.perf_counter()
+        result = train_model(cfg, self.data, settings, on_epoch=on_epoch)
+        if result.status != "ok":
+            raise failed(trial, result.reason or result.status)
+        for key, value in {
+            "params": result.params, "macs": result.macs, "epochs_run": result.epochs_run,
+            "test_top1": result.test_top1, "latency_ms_batch1": result.latency_ms_batch1,
+            "latency_ms_batch256": result.latency_ms_batch256, "device": result.device,
+            "train_seconds": round(time.perf_counter() - start, 1),
+        }.items():
+            trial.set_user_attr(key, value)
+        self._upload_weights(trial, result.model)
+        return result.val_top1
+
+    def _job(self, attrs: dict[str, Any]) -> tuple[ArchConfig, dict[str, Any]]:
+        """The job's architecture and training settings: a search trial's own, or a paper preset
+        at the data's input size with the study's fixed settings."""
+        from hybridnas.models.presets import preset
+        from hybridnas.objectives.results import trial_config, trial_training
+
+        if PRESET in attrs:
+            cfg = preset(attrs[PRESET], num_classes=self.data.num_classes, image_size=self.data.image_size)
+            return cfg, dict(self.definition.training)
+        source_trial = self.source.get_trials(deepcopy=False)[attrs[SOURCE_TRIAL]]
+        return trial_config(source_trial), trial_training(source_trial)
+
+    def _upload_weights(self, trial: optuna.Trial, model: Any) -> None:
+        """The state dict as an artifact (loads with torch.load(weights_only=True))."""
+        import torch
+        from optuna.artifacts import upload_artifact
+
+        if self.context.artifacts is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            what = trial.user_attrs.get(PRESET) or f"trial{trial.user_attrs.get(SOURCE_TRIAL)}"
+            path = Path(tmp) / f"retrain-{trial.number}-{what}-model.pt"
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+            upload_artifact(artifact_store=self.context.artifacts, file_path=str(path), study_or_trial=trial,
+                            mimetype="application/octet-stream")

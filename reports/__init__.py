@@ -1,0 +1,16 @@
+"""What people look at: the HTML report of a study, architecture summaries and diagrams, and
+optuna-dashboard over its storage."""
+
+from hybridnas.reports._architecture import architecture_summary, architecture_svg, stage_rows, trial_note
+from hybridnas.reports._dashboard import serve_dashboard
+from hybridnas.reports._html import report_figures, report_html
+
+__all__ = [
+    "architecture_summary",
+    "architecture_svg",
+    "report_figures",
+    "report_html",
+    "serve_dashboard",
+    "stage_rows",
+    "trial_note",
+]

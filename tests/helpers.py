@@ -1,0 +1,113 @@
+"""Paths and helpers the tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+# The real CIFAR-10 training images (JPEG, ImageFolder layout) in shared/ beside the clone.
+ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+CIFAR = f"folder:{ARCHIVE}"
+# One decode of the archive per machine, shared by every test module and run.
+TEST_CACHE = Path(tempfile.gettempdir()) / "hybridnas-test-cache"
+TINY_SPACE = REPO / "tests" / "data" / "tiny-space.yaml"
+SMALL_SPACE = REPO / "tests" / "data" / "small-space.yaml"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Two small conv stages, the second with Luong attention: trains in a second on CIFAR-10 images.
+TINY_CONFIG = {
+    "name": "tiny",
+    "input": {"image_size": 32, "num_classes": 10},
+    "stages": [
+        {"block": "conv", "channels": 16, "pool": {"kind": "max", "size": 2}},
+        {"block": "conv", "channels": 32, "pool": {"kind": "max", "size": 2}, "attention": {"kind": "luong"}},
+    ],
+    "head": {"kind": "avgpool"},
+}
+
+
+def json_in(out: str) -> Any:
+    """The first JSON document in a command's output (stdout comes before stderr's log lines)."""
+    start = min(i for i in (out.find("{"), out.find("[")) if i >= 0)
+    return json.JSONDecoder().raw_decode(out[start:])[0]
+
+
+def tiny_study_args(trials: int, epochs: int = 3, seed: int = 0, train_subset: int = 256) -> list[str]:
+    """Launch flags for a small real-data study: 256 train / 128 val CIFAR-10 images, tiny models."""
+    return [
+        "--dataset", CIFAR, "--train-subset", str(train_subset), "--val-subset", "128",
+        "--epochs", str(epochs), "--space", str(TINY_SPACE), "--trials", str(trials),
+        "--seed", str(seed), "--batch-size", "64",
+    ]
+
+
+def check_finished_study(url: str, study_name: str, trials: int) -> list:
+    """What every finished study must show; returns its trials."""
+    import optuna
+    from optuna.artifacts import get_all_artifact_meta
+    from optuna.trial import TrialState
+
+    from hybridnas.objectives.study import counts_toward_budget
+    from hybridnas.storage import open_storage
+
+    storage = open_storage(url, heartbeat_interval=None)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    got = study.get_trials()
+    states = [t.state for t in got]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    trained = [t for t in got if counts_toward_budget(t)]
+    assert len(trained) == trials  # no overshoot: workers ask the budget before each trial
+    assert len({t.user_attrs["arch_key"] for t in trained}) == trials  # none trained twice
+    assert any(t.state == TrialState.PRUNED for t in trained), "Hyperband pruned nothing"
+    assert study.user_attrs["hybridnas"]["trials"] == trials
+    workers = set()
+    for t in got:
+        if t.state == TrialState.FAIL:
+            continue
+        for key in ("config", "params", "macs", "device", "wall_seconds", "worker"):
+            assert key in t.user_attrs, (t.number, key)
+        workers.add(t.user_attrs["worker"])
+        # Feasible trials are also described for optuna-dashboard: a note and the architecture diagram.
+        expected = [f"trial-{t.number}-config.yaml"]
+        if "constraint_violation" not in t.user_attrs:
+            expected.append(f"trial-{t.number}-architecture.svg")
+        assert sorted(m.filename for m in get_all_artifact_meta(t, storage=storage)) == sorted(expected)
+        if "duplicate_of" in t.user_attrs:
+            assert t.values == got[t.user_attrs["duplicate_of"]].values
+        elif t.state == TrialState.COMPLETE:
+            assert sorted(t.intermediate_values) == [1, 2, 3]
+            assert t.user_attrs["epochs_run"] == 3
+            assert t.value == t.intermediate_values[3]
+        elif "constraint_violation" not in t.user_attrs:
+            assert len(t.intermediate_values) >= 1
+    assert len(workers) >= 2, workers  # two per launch
+
+    # A client nobody here wrote: Optuna's own CLI must list the same trials and states.
+    listed = subprocess.run(
+        [shutil.which("optuna", path=str(Path(sys.executable).parent)) or "optuna", "trials", "--study-name",
+         study_name, "--storage", url, "-f", "json"],
+        capture_output=True, text=True, check=True,
+    )
+    by_number = {row["number"]: row["state"] for row in json.loads(listed.stdout)}
+    assert by_number == {t.number: t.state.name for t in got}
+    return got
+
+
+# Where the page tests leave their screenshots, to be looked at.
+SCREENS = Path("/tmp/hybridnas-screens")
+
+
+def chromium(*args: str, timeout: int = 120) -> str:
+    """Headless Chromium's stdout (`--dump-dom`, `--screenshot=`). A missing browser fails the
+    test: the test command installs Debian's package, so a page test never silently skips."""
+    browser = shutil.which("chromium")
+    assert browser, "needs Debian's chromium on PATH; the README's test command installs it (apt-get install chromium)"
+    done = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
