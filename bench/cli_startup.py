@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,9 @@ import optuna
 from common import HYBRIDNAS, RESULTS
 
 OPTUNA = str(Path(sys.executable).with_name("optuna"))
+# Commands start as on a user's machine, where Python caches bytecode: some CI and sandbox images
+# set PYTHONDONTWRITEBYTECODE, which makes every start compile hybridnas's own (editable) modules.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def make_study(directory: Path) -> str:
@@ -53,13 +57,13 @@ def commands(url: str, out: Path) -> dict[str, list[str]]:
 
 def wall(command: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, env=ENV)
     return time.perf_counter() - start
 
 
 def largest_imports(command: list[str], n: int = 8) -> list[tuple[str, float]]:
     """(module, cumulative ms) of the slowest top-level imports under `python -X importtime`."""
-    done = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True, text=True, env=ENV)
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:

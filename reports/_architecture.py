@@ -195,7 +195,8 @@ def trial_note(
     latency = "-" if latency_ms is None else f"{latency_ms:.2f} ms"
     totals = {"params": f"{params:,} ({_short(params)})", "MACs": f"{macs:,} ({_short(macs)})", "latency": latency}
     if training:
-        totals["training"] = ", ".join(f"{k}={v}" for k, v in training.items())
+        totals["training"] = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in training.items())
     lines = [f"**{_md(architecture_summary(cfg))}**", "", *_md_table(list(totals), [list(totals.values())]), ""]
     header = ["stage", "block", "width", "depth", "kernels", "attention", "output", "params"]
     body = []

@@ -93,7 +93,8 @@ def _figures(s: _Study) -> list[tuple[str, str, Any]]:
     charts: list[tuple[str, str, Any]] = []
     best = s.best.trial.number if s.best else None
     for attr, axis in (("params", "parameters"), ("macs", "MACs per image")):
-        fig = size_scatter(s.points, attr, axis, s.metric, s.summaries, best)
+        fig = size_scatter(s.points, attr, axis, s.metric, s.summaries, best,
+                           [*s.retrained.values(), *s.baselines])
         note = (f"no trained trial recorded its {axis} yet" if s.points else "no trained trial yet")
         charts.append(("size", f"{s.metric.name} against {axis}", fig if fig is not None else note))
     charts.append(("importance", "Importance by knob family", _importance_figure(s)))
@@ -140,7 +141,9 @@ def report_html(study: optuna.Study) -> str:
         _section("leaderboard", "Leaderboard", _leaderboard(s)),
         _section("size", "Accuracy against size",
                  _note("Every trained trial; the pruner's ones at their best epoch. The step line is the Pareto "
-                       "front: the most accurate trial at or below each size.")
+                       "front: the most accurate trial at or below each size."
+                       + (" Diamonds and stars: val top-1 after `retrain`'s longer training, of the search's "
+                          "trials and of the papers' presets (labelled)." if s.retrained or s.baselines else ""))
                  + '<div class="grid">' + "".join(charts["size"]) + "</div>"),
         _section("best", "Best architecture", _best(s)),
         _section("importance", "What mattered", _importance(s, "".join(charts["importance"]))),

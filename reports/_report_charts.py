@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from hybridnas.reports._report_trials import Metric, Scored
 
 TEMPLATE = "plotly_white"
-COLORS = {"complete": "#1f77b4", "pruned": "#9a9a9a", "front": "#ff7f0e", "preset": "#2ca02c", "best": "#d62728"}
+COLORS = {"complete": "#1f77b4", "pruned": "#9a9a9a", "front": "#ff7f0e", "preset": "#2ca02c", "best": "#d62728",
+          "retrained": "#9467bd"}
 
 
 def hover_lines(text: str, width: int = 80) -> str:
@@ -59,11 +60,12 @@ def _front(points: Sequence[tuple[float, float]], maximize: bool) -> list[tuple[
 
 def size_scatter(
     points: Sequence[Scored], attr: str, axis_title: str, metric: Metric, summaries: dict[int, str],
-    best: int | None,
+    best: int | None, retrained: Sequence[dict[str, object]] = (),
 ) -> go.Figure | None:
     """Score against `attr` (params or macs, log x) of every trained trial, the Pareto front as a
     step line, the papers' presets labelled and the leaderboard's first ringed; None when no
-    trial recorded `attr`."""
+    trial recorded `attr`. `retrained`: `retrain`'s rows (val top-1 at the longer budget),
+    drawn apart, with the papers' presets among them labelled, when the metric is val top-1."""
     sized = [p for p in points
              if isinstance(p.trial.user_attrs.get(attr), (int, float)) and p.trial.user_attrs[attr] > 0]
     if not sized:
@@ -96,17 +98,47 @@ def size_scatter(
     add("paper presets", presets, mode="markers+text", text=[str(p.trial.user_attrs["preset"]) for p in presets],
         textposition="top center", textfont={"size": 11, "color": COLORS["preset"]},
         marker={"size": 14, "color": COLORS["preset"], "symbol": "star"})
+    sizes = [p.trial.user_attrs[attr] for p in sized]
+    if retrained and metric.name == "val top-1":
+        _add_retrained(fig, retrained, attr, axis_title, metric)
+        sizes += [r[attr] for r in retrained]
     add(f"best: trial {best}", [p for p in sized if p.trial.number == best], mode="markers",
         marker={"size": 18, "color": "rgba(0,0,0,0)", "line": {"width": 2.5, "color": COLORS["best"]}})
     fig.update_layout(
         template=TEMPLATE, height=400, margin={"l": 60, "r": 20, "t": 40, "b": 55},
         legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
         xaxis={"type": "log", "title": {"text": f"{axis_title} (log scale)"},
-               **log_ticks(min(p.trial.user_attrs[attr] for p in sized), max(p.trial.user_attrs[attr] for p in sized))},
+               **log_ticks(min(sizes), max(sizes))},
         yaxis={"title": {"text": metric.label}},
         hoverlabel={"align": "left"},
     )
     return fig
+
+
+def _add_retrained(fig: go.Figure, rows: Sequence[dict[str, object]], attr: str, axis_title: str,
+                   metric: Metric) -> None:
+    """`retrain`'s rows as two traces: the search's trials (diamonds) and the papers' presets
+    (stars, labelled with their names), each at its retrained val top-1."""
+    epochs = sorted({str(r["epochs"]) for r in rows})
+    budget = f"{'/'.join(epochs)} epochs"
+    for name, chosen, marker in (
+        (f"retrained ({budget})", [r for r in rows if not r.get("preset")],
+         {"size": 11, "color": COLORS["retrained"], "symbol": "diamond", "line": {"width": 1, "color": "white"}}),
+        (f"papers' presets, retrained ({budget})", [r for r in rows if r.get("preset")],
+         {"size": 14, "color": COLORS["preset"], "symbol": "star"}),
+    ):
+        if not chosen:
+            continue
+        labels = [str(r.get("preset") or f"trial {r['trial']}") for r in chosen]
+        fig.add_trace(go.Scatter(
+            name=name, x=[r[attr] for r in chosen], y=[float(r["val_top1"]) * metric.scale for r in chosen],
+            mode="markers+text" if chosen[0].get("preset") else "markers",
+            text=labels if chosen[0].get("preset") else None, textposition="top center",
+            textfont={"size": 11, "color": COLORS["preset"]}, marker=marker, customdata=labels,
+            hovertemplate=(f"%{{customdata}}, retrained {budget}<br>{html.escape(metric.name)} "
+                           f"%{{y:{metric.fmt}}}{html.escape(metric.unit)}<br>{html.escape(axis_title)} "
+                           "%{x:,}<extra></extra>"),
+        ))
 
 
 def importance_chart(groups: Sequence[tuple[str, float, list[str]]], top: int = 15) -> go.Figure:

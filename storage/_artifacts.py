@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from optuna.artifacts import FileSystemArtifactStore
 from sqlalchemy.engine import make_url
 
 from hybridnas.common import StorageError
@@ -175,4 +174,6 @@ def artifact_store(storage_url: str | None = None, artifacts: str | None = None)
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise StorageError(f"cannot create the artifact folder {path}: {err.strerror}") from None
+    from optuna.artifacts import FileSystemArtifactStore  # optuna.artifacts imports boto3, when installed
+
     return FileSystemArtifactStore(str(path))

@@ -182,12 +182,12 @@ def test_svg_escapes_and_shortens_the_title() -> None:
 
 def test_trial_note() -> None:
     cfg, prof = case("se_r_resnet34")
-    note = trial_note(cfg, params=prof.params, macs=prof.macs, training={"lr": 0.05, "optimizer": "sgd"},
+    note = trial_note(cfg, params=prof.params, macs=prof.macs, training={"lr": 0.0027189878809686804, "optimizer": "sgd"},
                       modules=prof.modules)
     first, *rest = note.splitlines()
     assert first == "**" + SUMMARIES["se_r_resnet34"].replace("|", "\\|") + "**"
     assert "| params | MACs | latency | training |" in rest
-    assert f"| {prof.params:,} (26.1M) | {prof.macs:,} (1.16G) | - | lr=0.05, optimizer=sgd |" in rest
+    assert f"| {prof.params:,} (26.1M) | {prof.macs:,} (1.16G) | - | lr=0.002719, optimizer=sgd |" in rest
     assert "| stage 2 | basic + SE r=8 | 256 | 6 | 3 | - | 256×8×8 | 6.94M |" in rest
     assert sum(line.startswith("| ↳ | aux ") for line in rest) == 2
     samc, samc_prof = case("samc")

@@ -25,6 +25,7 @@ from hybridnas.models.presets import preset
 from hybridnas.objectives.results import trial_config
 from hybridnas.objectives.retrain import companion_name, retrain_results
 from hybridnas.objectives.study import study_status
+from hybridnas.reports import report_figures
 from hybridnas.reports._architecture import architecture_summary
 from hybridnas.storage import open_storage
 
@@ -172,6 +173,22 @@ def test_retrained_presets_are_shown_beside_the_trials(searched: tuple[str, Path
     assert row["test top-1 (%)"] == f"{chae['test_top1'] * 100:.1f}"
     assert float(row["latency (ms)"]) == pytest.approx(chae["latency_ms_batch1"], abs=0.01)
     assert row["epochs"] == "1"
+
+
+def test_retrained_points_are_drawn_against_size(searched: tuple[str, Path]) -> None:
+    """Both size charts put every retrained trial and preset at its retrained val top-1, the
+    presets labelled with their names."""
+    url, _ = searched
+    rows = retrain_results(_load(url, companion_name("r")))
+    for heading, figure in report_figures(_load(url, "r"))[:2]:
+        attr = "params" if "parameters" in heading else "macs"
+        traces = {t.name: t for t in figure.data}
+        presets = traces["papers' presets, retrained (1 epochs)"]
+        trials = traces["retrained (1 epochs)"]
+        assert list(presets.text) == ["chae"]
+        assert list(presets.x) == [r[attr] for r in rows if r.get("preset")]
+        assert list(presets.y) == pytest.approx([100 * r["val_top1"] for r in rows if r.get("preset")])
+        assert sorted(trials.x) == sorted(r[attr] for r in rows if not r.get("preset"))
 
 
 def test_configs_and_diagrams_are_embedded(searched: tuple[str, Path]) -> None:
