@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +25,13 @@ def test_help_runs_without_loading_them() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert "launch" in done.stdout and "retrain" in done.stdout
+
+
+def test_opening_storage_leaves_boto3_for_artifact_stores(tmp_path: Path) -> None:
+    """`status` and `export` import the storage package; boto3 (pulled in by optuna.artifacts
+    when installed, a quarter of a second) waits until an artifact store is made."""
+    code = ("import sys\nfrom hybridnas.storage import artifact_store, open_storage\nbefore = 'boto3' in sys.modules\n"
+            "artifact_store(None, sys.argv[1])\nprint(before, 'boto3' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "artifacts")], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]
