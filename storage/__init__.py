@@ -31,7 +31,9 @@ Schema: :class:`~optuna.storages.RDBStorage` creates the tables of a new databas
 written by an older Optuna fails the compatibility check; it is *not* upgraded behind the
 user's back (other workers may still run the old version), the error names the exact command
 instead: ``optuna storage upgrade --storage URL`` (Optuna's own CLI, which runs
-``RDBStorage(url, skip_compatibility_check=True).upgrade()``).
+``RDBStorage(url, skip_compatibility_check=True).upgrade()``). A database already at Optuna's
+head revision opens without importing alembic (``_schema``), which keeps `status` and `export`
+quick.
 """
 
 from __future__ import annotations

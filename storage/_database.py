@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from hybridnas.common import StorageError
 from hybridnas.storage._retrying import RetryingRDBStorage
+from hybridnas.storage._schema import schema_aware_open
 from hybridnas.storage._urls import mask_url, scrubbed_reason
 
 _SQLITE_BUSY_TIMEOUT_S = 30
@@ -90,13 +91,16 @@ def open_database(
             warnings.simplefilter("ignore", ExperimentalWarning)
             callback = stale_trial_retry(max_retry) if heartbeat_interval else None
             rdb = RetryingRDBStorage if make_url(url).get_backend_name() == "postgresql" else SQLiteRDBStorage
-            return rdb(
-                url,
-                engine_kwargs=_engine_kwargs(url),
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=callback,
-            )
+            engine_kwargs = _engine_kwargs(url)
+            with schema_aware_open(url, engine_kwargs) as schema_options:
+                return rdb(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=callback,
+                    **schema_options,
+                )
     except RuntimeError as err:
         if "optuna storage upgrade" not in str(err):
             raise

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import optuna
 import pytest
 import sqlalchemy
+from helpers import POSTGRES_URL
 from optuna.trial import TrialState
 
 from hybridnas.storage import (
@@ -24,11 +25,10 @@ from hybridnas.storage import (
     resolve_url,
     retried_from,
 )
+from hybridnas.storage._schema import schema_head
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def storage_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'nas.db'}"
@@ -57,6 +57,7 @@ def test_write_and_read_back(storage_url: str, study_name: str) -> None:
     assert loaded.best_value == min(t.value for t in study.trials)
 
 
+@pytest.mark.integration  # waits out real heartbeats
 def test_stale_trial_is_failed_and_rerun(storage_url: str, study_name: str) -> None:
     storage = open_storage(storage_url, heartbeat_interval=1, grace_period=2, max_retry=1)
     study = optuna.create_study(study_name=study_name, storage=storage)
@@ -171,6 +172,11 @@ def test_old_schema_names_the_upgrade_command(tmp_path) -> None:
 
     with pytest.raises(StorageError, match="optuna storage upgrade --storage"):
         open_storage(url)
+
+
+def test_schema_head_read_from_the_scripts_is_alembics_head(tmp_path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'new.db'}")  # a new database takes Optuna's own path
+    assert schema_head() == storage._version_manager.get_head_version()
 
 
 @pytest.mark.parametrize(
