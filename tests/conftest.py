@@ -1,9 +1,11 @@
 """Shared fixtures and the test tiers; shared paths and helpers are in helpers.py.
 
 Tiers: every test that starts real services or processes (Ray, the PostgreSQL server, the
-fault tests' workers, a dashboard or proxy server) is marked `integration`; the rest are
-marked `fast`, the inner-loop tier (`pytest -m fast`, under two minutes on 2 cores). The
-default run (and CI) runs both; `slow` and `bench` tests only when asked for.
+fault tests' workers, a dashboard or proxy server, the CLI as a new process) is marked
+`integration`, here or by hand, as is a test that runs a real search or trains a real model
+for several seconds; the rest are marked `fast`, the inner-loop tier (`pytest -m fast`, under
+two minutes on 2 cores). The default run (and CI) runs both; `slow` and `bench` tests only
+when asked for.
 """
 
 from __future__ import annotations

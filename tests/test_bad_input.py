@@ -354,6 +354,7 @@ def test_bad_storage_url_in_process(label: str) -> None:
     assert reason in str(info.value) and "\n" not in str(info.value) and SECRET not in str(info.value)
 
 
+@pytest.mark.integration  # the CLI in new processes
 def test_bad_storage_urls_through_the_cli() -> None:
     """`hybridnas status` on each bad URL: exit 2, one stderr line, password masked (run side by side)."""
     procs = {label: subprocess.Popen([str(HYBRIDNAS), "status", "--study", "x", "--storage", url],

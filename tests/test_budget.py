@@ -41,6 +41,7 @@ def record_training(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     return trained
 
 
+@pytest.mark.integration  # a real 10-architecture search
 @pytest.mark.usefixtures("study_env")
 def test_ten_trials_train_ten_distinct_architectures(hybridnas, tmp_path: Path, record_training: list[dict]) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"

@@ -9,6 +9,8 @@ import pytest
 
 HYBRIDNAS = Path(sys.executable).with_name("hybridnas")  # the console script of this environment
 
+pytestmark = pytest.mark.integration  # every test runs the CLI in a new process
+
 
 def run(*args, check=True):
     assert HYBRIDNAS.is_file(), f"the hybridnas console script is not installed next to {sys.executable}"

@@ -15,6 +15,7 @@ from hybridnas.storage import open_storage
 TOO_BIG = {"c1": 32, "c2": 64, "k2": 5, "attention": None}  # 53,002 parameters in the tiny space
 
 
+@pytest.mark.integration  # a real search
 @pytest.mark.usefixtures("study_env")
 def test_violating_config_is_recorded_and_never_trained(
     hybridnas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -54,6 +54,7 @@ def quick(**overrides: object) -> TrainSettings:
     return TrainSettings(**{**base, **overrides})
 
 
+@pytest.mark.integration  # trains a paper preset for real
 def test_short_training_of_chae_beats_chance_on_held_out_slice(cifar: DataSplits) -> None:
     """Measured 0.45 val top-1 after 5 epochs (lr 1e-3, batch 64); chance is 0.10."""
     reports: list[EpochReport] = []

@@ -25,6 +25,7 @@ def searched(hybridnas, tmp_path: Path) -> str:
     return url
 
 
+@pytest.mark.integration  # a real search
 @pytest.mark.usefixtures("study_env")
 def test_export_summary_train_round_trip(hybridnas, searched: str, tmp_path: Path) -> None:
     study = optuna.load_study(study_name="e", storage=open_storage(searched, heartbeat_interval=None))
@@ -51,6 +52,7 @@ def test_export_summary_train_round_trip(hybridnas, searched: str, tmp_path: Pat
     assert json.loads((tmp_path / "last.json").read_text())["stages"] == last.user_attrs["config"]["stages"]
 
 
+@pytest.mark.integration  # a real search
 def test_export_refuses_what_the_study_cannot_answer(hybridnas, searched: str, tmp_path: Path) -> None:
     out_file = tmp_path / "x.yaml"
     for args, message in [
@@ -66,6 +68,7 @@ def test_export_refuses_what_the_study_cannot_answer(hybridnas, searched: str, t
     assert code == 2 and "no study named 'nope'" in out
 
 
+@pytest.mark.integration  # a real search
 @pytest.mark.usefixtures("study_env")
 def test_pareto_export_under_a_parameter_budget(hybridnas, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"

@@ -13,6 +13,7 @@ from hybridnas.storage import open_storage
 from hybridnas.workers.worker import MAX_FAILURES_IN_A_ROW
 
 
+@pytest.mark.integration  # a real search
 @pytest.mark.usefixtures("study_env")
 def test_diverging_trials_fail_with_their_reason(hybridnas, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"

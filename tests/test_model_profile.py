@@ -166,6 +166,7 @@ def _flop_counter_macs(cfg) -> int:
     return counter.get_total_flops() // 2
 
 
+@pytest.mark.integration  # runs every preset under the FLOP counter
 def test_macs_equal_flop_counter_modes_on_presets_and_union_samples():
     import optuna
 

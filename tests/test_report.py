@@ -132,6 +132,7 @@ def pareto_searched(study_env: None, tmp_path_factory: pytest.TempPathFactory) -
     return url, out
 
 
+@pytest.mark.integration  # a real search and retrain (module fixture)
 def test_leaderboard_of_a_real_search(searched: tuple[str, Path]) -> None:
     url, out = searched
     page = out.read_text(encoding="utf-8")
@@ -149,7 +150,9 @@ def test_leaderboard_of_a_real_search(searched: tuple[str, Path]) -> None:
     assert complete_scores == sorted(complete_scores, reverse=True)
 
     retrained = {r["trial"]: r for r in retrain_results(_load(url, companion_name("r"))) if r["trial"] is not None}
-    assert len(retrained) == 2
+    # `--top 2` of the COMPLETE distinct architectures; how many Hyperband lets finish depends on
+    # the CPU's float arithmetic, so the count comes from the study.
+    assert len(retrained) == min(2, len({t.user_attrs["arch_key"] for t in originals}))
     for row in rows:
         trial = trials[int(row["trial"])]
         assert row["architecture"] == architecture_summary(trial_config(trial))
@@ -163,6 +166,7 @@ def test_leaderboard_of_a_real_search(searched: tuple[str, Path]) -> None:
             assert float(row["latency (ms)"]) > 0
 
 
+@pytest.mark.integration  # a real search and retrain (module fixture)
 def test_retrained_presets_are_shown_beside_the_trials(searched: tuple[str, Path]) -> None:
     url, out = searched
     (row,) = _table(out.read_text(encoding="utf-8"), "baselines")
@@ -175,6 +179,7 @@ def test_retrained_presets_are_shown_beside_the_trials(searched: tuple[str, Path
     assert row["epochs"] == "1"
 
 
+@pytest.mark.integration  # a real search and retrain (module fixture)
 def test_retrained_points_are_drawn_against_size(searched: tuple[str, Path]) -> None:
     """Both size charts put every retrained trial and preset at its retrained val top-1, the
     presets labelled with their names."""
@@ -191,6 +196,7 @@ def test_retrained_points_are_drawn_against_size(searched: tuple[str, Path]) -> 
         assert sorted(trials.x) == sorted(r[attr] for r in rows if not r.get("preset"))
 
 
+@pytest.mark.integration  # a real search and retrain (module fixture)
 def test_configs_and_diagrams_are_embedded(searched: tuple[str, Path]) -> None:
     url, out = searched
     page = out.read_text(encoding="utf-8")
@@ -211,6 +217,7 @@ def test_configs_and_diagrams_are_embedded(searched: tuple[str, Path]) -> None:
         assert urllib.parse.unquote(html.unescape(link[1]).split(",", 1)[1]) == text  # a data: URI, offline
 
 
+@pytest.mark.integration  # a real search and retrain (module fixture)
 def test_budget_accounting_of_a_real_search(searched: tuple[str, Path]) -> None:
     url, out = searched
     page = out.read_text(encoding="utf-8")
@@ -233,6 +240,7 @@ def test_budget_accounting_of_a_real_search(searched: tuple[str, Path]) -> None:
     assert float(worker["trials / hour"]) > 0
 
 
+@pytest.mark.integration  # a real search and retrain (module fixture)
 def test_importances_are_grouped_by_knob_family(searched: tuple[str, Path]) -> None:
     _, out = searched
     page = out.read_text(encoding="utf-8")
@@ -248,6 +256,7 @@ def test_importances_are_grouped_by_knob_family(searched: tuple[str, Path]) -> N
     assert "Hyperparameter Importances" not in page  # Optuna's raw chart is gone
 
 
+@pytest.mark.integration  # a real search and retrain (module fixture)
 def test_report_is_self_contained(searched: tuple[str, Path]) -> None:
     _, out = searched
     page = out.read_text(encoding="utf-8")
@@ -257,6 +266,7 @@ def test_report_is_self_contained(searched: tuple[str, Path]) -> None:
         assert title in page
 
 
+@pytest.mark.integration  # a real two-objective search
 def test_two_objective_report_puts_the_pareto_front_first(pareto_searched: tuple[str, Path]) -> None:
     url, out = pareto_searched
     page = out.read_text(encoding="utf-8")

@@ -37,6 +37,7 @@ def _check_sample(cfg, tmp_path: Path):
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.integration  # builds and trains union samples up to GMACs
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1))
 def test_union_samples_build_train_and_round_trip(tmp_path, seed):

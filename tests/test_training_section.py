@@ -30,6 +30,7 @@ def space(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.integration  # a real search, export and train
 @pytest.mark.usefixtures("study_env")
 def test_sampled_settings_are_recorded_exported_and_trained_with(hybridnas, tmp_path: Path, space: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
