@@ -19,9 +19,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import optuna.storages._rdb
 import sqlalchemy
 import sqlalchemy.exc
+from optuna.storages._rdb import storage as rdb
 
 _REVISION = re.compile(r'^revision = "([^"]+)"', re.MULTILINE)
 _DOWN_REVISION = re.compile(r'^down_revision = "([^"]+)"', re.MULTILINE)
@@ -32,7 +32,7 @@ _SWAP = threading.Lock()
 @functools.cache
 def schema_head() -> str | None:
     """Alembic's head revision of the installed Optuna, or None when its scripts do not say."""
-    versions = Path(optuna.storages._rdb.__file__).parent / "alembic" / "versions"
+    versions = Path(rdb.__file__).parent / "alembic" / "versions"
     revisions: set[str] = set()
     parents: set[str] = set()
     for script in versions.glob("*.py"):
@@ -60,31 +60,24 @@ def schema_is_current(url: str, engine_kwargs: dict) -> bool:
     return stamped == [head]
 
 
+class _StampedVersionManager(rdb._VersionManager):
+    """Optuna's version manager for a database already stamped with the head revision."""
+
+    def _init_alembic(self) -> None:
+        """Nothing to stamp (checked by :func:`schema_is_current`), so alembic stays unimported."""
+
+
 @contextlib.contextmanager
 def schema_aware_open(url: str, engine_kwargs: dict) -> Iterator[dict]:
     """Extra RDBStorage keyword arguments, to construct it inside this context: for a database
     at the head revision, no table creation, no schema check and no alembic stamp."""
-    from optuna.storages._rdb import storage as rdb
-
     with _SWAP:  # also when nothing is swapped: another thread's swap must not reach this open
         if not schema_is_current(url, engine_kwargs):
             yield {}
             return
         original = rdb._VersionManager
-        rdb._VersionManager = _stamped_version_manager()
+        rdb._VersionManager = _StampedVersionManager
         try:
             yield {"skip_table_creation": True, "skip_compatibility_check": True}
         finally:
             rdb._VersionManager = original
-
-
-@functools.cache
-def _stamped_version_manager() -> type:
-    """Optuna's version manager for a database already stamped with the head revision."""
-    from optuna.storages._rdb import storage as rdb
-
-    class StampedVersionManager(rdb._VersionManager):
-        def _init_alembic(self) -> None:
-            """Nothing to stamp (checked by :func:`schema_is_current`), so alembic stays unimported."""
-
-    return StampedVersionManager
