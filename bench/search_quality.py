@@ -4,9 +4,10 @@
 (six edges, five ops each) with their CIFAR-10 validation accuracy, so an evaluation is a table
 lookup and many seeds take minutes. Three arms on the same seeds:
 
-* hybridnas -- the sampler from `StudyDefinition.make_sampler`, every trial declaring its
-  architecture and going through `reuse_or_train`, and the loop stopped by the workers'
-  `BudgetGate` and space-exhausted rule, so only distinct architectures are evaluated;
+* hybridnas -- the sampler from `StudyDefinition.make_sampler` (TPE sharing its trials with
+  `LocalSearchSampler`'s moves), every trial declaring its architecture and going through
+  `reuse_or_train`, and the loop stopped by the workers' `BudgetGate` and space-exhausted rule,
+  so only distinct architectures are evaluated;
 * tpe -- plain `TPESampler(seed=...)` (Optuna defaults), every trial an evaluation;
 * random -- plain `RandomSampler(seed=...)`, every trial an evaluation.
 
@@ -21,7 +22,8 @@ architectures evaluated and the repeated evaluations.
 wall-clock budget per search on this machine, then retrains what each search found at one longer
 budget and scores it on images the searches never saw. Three arms, each seed's runs interleaved:
 
-* hybridnas -- `search.launch` with 2 Ray workers: the factory's TPE, Hyperband, duplicates and
+* hybridnas -- `search.launch` with 2 Ray workers: the factory's sampler (TPE and local-search
+  moves), Hyperband, duplicates and
   infeasible samples free, the study's `timeout` as the budget;
 * random -- the same launch with `sampler: random, pruner: none`;
 * tune -- what a user assembles from the same packages: Ray Tune's `OptunaSearch` over the same
@@ -36,6 +38,7 @@ retrain runs in a process of its own; its CPU time is RUSAGE_CHILDREN plus Ray's
 sampled from /proc (see `ProcessTreeSampler`).
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 3] [--retrain-epochs 15]
+                                        [--arms hybridnas random tune]
                                         [--presets chae samc] [--first-seed-presets ...]
                                         [--workdir DIR]
                                         [--out bench/results/search_quality_real.json]
@@ -719,7 +722,7 @@ def real(args: argparse.Namespace) -> None:
         "machine": {"python": platform.python_version(), "optuna": optuna.__version__, "ray": ray.__version__,
                     "torch": torch.__version__, "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
         "settings": {"budget_s": args.budget_s, "seeds": seeds, "epochs": args.epochs, "max_macs": args.max_macs,
-                     "retrain_epochs": args.retrain_epochs, "top": TOP, "presets": args.presets,
+                     "retrain_epochs": args.retrain_epochs, "top": TOP, "arms": args.arms, "presets": args.presets,
                      "first_seed_presets": args.first_seed_presets, "space": "demo",
                      "training": REAL_TRAINING, **REAL_SPLIT, "workers": 2, "workdir": str(workdir),
                      "asha": {"max_t": args.epochs, "grace_period": ASHA_GRACE_PERIOD,
@@ -736,7 +739,8 @@ def real(args: argparse.Namespace) -> None:
         out.write_text(json.dumps(document, indent=1) + "\n")
 
     for i, seed in enumerate(seeds):
-        for arm in REAL_ARMS[i % 3:] + REAL_ARMS[:i % 3]:
+        arms = tuple(args.arms)
+        for arm in arms[i % len(arms):] + arms[:i % len(arms)]:
             run = real_run(args, workdir, arm, seed)
             document["runs"].append(run)
             save()
@@ -770,6 +774,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=6, help="Most epochs a search trial runs (default 6).")
     p.add_argument("--max-macs", type=int, default=20_000_000, help="MAC limit of the searches (default 20M).")
     p.add_argument("--retrain-epochs", type=int, default=15, help="Epochs of every retraining (default 15).")
+    p.add_argument("--arms", nargs="+", choices=REAL_ARMS, default=list(REAL_ARMS),
+                   help="Which arms to run (default all three): after a change to one arm, rerun only it.")
     p.add_argument("--presets", nargs="*", default=["chae", "samc"],
                    help="Paper presets retrained on every seed's split (default chae samc; none: no presets).")
     p.add_argument("--first-seed-presets", nargs="*", default=[],

@@ -156,10 +156,15 @@ class StudyDefinition(BaseModel):
         # objectives). Other settings stay at Optuna's defaults: on NAS-Bench-201 (bench/
         # search_quality.py) other start-up counts, EI candidate counts, prior weights and
         # gammas were no better than them. `group` is experimental; the warning says nothing
-        # a study can act on.
+        # a study can act on. Half the trials after TPE's start-up, drawn at random, are local-search moves from
+        # the best trial instead (`LocalSearchSampler`): on NAS-Bench-201 that finds better cells
+        # than TPE alone at every budget, where TPE's settings could not.
+        from hybridnas.objectives.local_search import LocalSearchSampler
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+            tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        return LocalSearchSampler(tpe, seed=seed)
 
     def describe(self) -> list[str]:
         """What a launch runs with, one line each: space, sampler and pruner, budget, constraints, data."""
@@ -171,9 +176,10 @@ class StudyDefinition(BaseModel):
         limits = [f"{name} {getattr(self, name):,}" for name in ("max_params", "max_macs") if getattr(self, name)]
         timeout = f"{self.timeout:g} s from the first trial" if self.timeout else "none"
         val = self.val_subset or f"{self.val_fraction:.0%} of the training images"
+        sampler = "tpe with local-search moves" if self.sampler_name == "tpe" else self.sampler_name
         return [
             f"space: {space.name} ({space.kind}){searched}{fixed}",
-            f"objective: {self.objective}; sampler: {self.sampler_name}, seed {self.seed}; pruner: {pruner}",
+            f"objective: {self.objective}; sampler: {sampler}, seed {self.seed}; pruner: {pruner}",
             f"budget: {self.trials} distinct architectures trained, up to {self.epochs} epochs each; timeout: {timeout}",
             f"constraints: {', '.join(limits) if limits else 'none'}",
             f"data: {self.dataset}; train {self.train_subset or 'all'}, validation {val}, "

@@ -1,0 +1,192 @@
+"""LocalSearchSampler: the one-parameter moves from the best trial that the study's TPE shares its
+trials with. Small define-by-run spaces with a known objective, so every move can be checked
+against the trials before it."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from hybridnas.objectives.local_search import LOCAL_SEARCH_ATTR, LocalSearchSampler
+from hybridnas.objectives.study_definition import StudyDefinition
+
+OPS = ["none", "skip", "conv1x1", "conv3x3"]
+
+
+def cell(trial: optuna.Trial) -> float:
+    """Four edges of four ops; the score counts the conv3x3 edges, then the conv1x1 ones."""
+    ops = [trial.suggest_categorical(f"edge{i}", OPS) for i in range(4)]
+    return sum(OPS.index(op) for op in ops)
+
+
+def lr_only(trial: optuna.Trial) -> float:
+    """Best at lr 1e-3."""
+    return -abs(math.log10(trial.suggest_float("lr", 1e-5, 1e-1, log=True)) + 3)
+
+
+def moves_only(seed: int = 0, **kwargs: object) -> LocalSearchSampler:
+    return LocalSearchSampler(optuna.samplers.RandomSampler(seed=seed), local_ratio=1.0, n_startup_trials=5,
+                              seed=seed, **kwargs)
+
+
+def moves(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.trials if LOCAL_SEARCH_ATTR in t.system_attrs]
+
+
+def untried_neighbours(base: FrozenTrial, earlier: list[FrozenTrial]) -> list[dict[str, str]]:
+    tried = [t.params for t in earlier]
+    neighbours = [{**base.params, name: op} for name in base.params for op in OPS if op != base.params[name]]
+    return [n for n in neighbours if n not in tried]
+
+
+def test_a_move_changes_one_parameter_of_the_best_trial_to_an_untried_combination() -> None:
+    study = optuna.create_study(direction="maximize", sampler=moves_only())
+    study.optimize(cell, n_trials=40)
+
+    trials = study.trials
+    assert min(t.number for t in moves(study)) == 5
+    assert len(moves(study)) >= 15
+    for trial in trials[5:]:
+        earlier = trials[:trial.number]
+        if LOCAL_SEARCH_ATTR not in trial.system_attrs:
+            best = [t for t in earlier if t.value == max(u.value for u in earlier)]
+            assert not any(untried_neighbours(b, earlier) for b in best), f"trial {trial.number} made no move"
+            continue
+        move = trial.system_attrs[LOCAL_SEARCH_ATTR]
+        base = trials[move["base"]]
+        assert base.value == max(t.value for t in earlier)
+        assert {k for k in trial.params if trial.params[k] != base.params[k]} == {move["param"]}
+        assert trial.params in untried_neighbours(base, earlier)
+    assert study.best_value == 12
+
+
+def test_moves_climb_where_random_sampling_does_not() -> None:
+    """Local search reaches the optimum of the 256-cell space in 40 trials from five random
+    start-up cells; random sampling alone, from the same seed, does not."""
+    local = optuna.create_study(direction="maximize", sampler=moves_only(seed=3))
+    local.optimize(cell, n_trials=40)
+    plain = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    plain.optimize(cell, n_trials=40)
+
+    assert local.best_value == 12
+    assert plain.best_value < 12
+
+
+def test_without_untried_neighbours_the_base_sampler_samples() -> None:
+    def two_edges(trial: optuna.Trial) -> float:
+        return sum(OPS[:2].index(trial.suggest_categorical(f"edge{i}", OPS[:2])) for i in range(2))
+
+    study = optuna.create_study(direction="maximize", sampler=moves_only())
+    study.optimize(two_edges, n_trials=20)
+
+    seen_all = next(t.number for t in study.trials if len({tuple(u.params.values()) for u in study.trials[:t.number + 1]}) == 4)
+    assert all(t.number <= seen_all for t in moves(study))
+    assert len(study.trials) == 20
+
+
+def test_parameters_a_move_brings_in_come_from_the_base_sampler() -> None:
+    """Changing the layer count adds layers the best trial never had: the base sampler draws
+    their ops; the layers it had keep theirs."""
+
+    def layers(trial: optuna.Trial) -> float:
+        depth = trial.suggest_int("depth", 1, 4)
+        ops = [trial.suggest_categorical(f"layer{i}", OPS) for i in range(depth)]
+        return sum(OPS.index(op) for op in ops) - 0.5 * depth
+
+    study = optuna.create_study(direction="maximize", sampler=moves_only(seed=1))
+    study.enqueue_trial({"depth": 1, "layer0": "conv3x3"})
+    for op in OPS[:-1]:
+        study.enqueue_trial({"depth": 2, "layer0": op, "layer1": op})
+    study.optimize(layers, n_trials=20)
+
+    deeper = [t for t in moves(study) if t.system_attrs[LOCAL_SEARCH_ATTR]["param"] == "depth"
+              and t.params["depth"] > study.trials[t.system_attrs[LOCAL_SEARCH_ATTR]["base"]].params["depth"]]
+    assert deeper, "no move added a layer"
+    for trial in deeper:
+        base = study.trials[trial.system_attrs[LOCAL_SEARCH_ATTR]["base"]]
+        kept = {k: v for k, v in trial.params.items() if k in base.params and k != "depth"}
+        assert kept == {k: v for k, v in base.params.items() if k != "depth"}
+        assert set(trial.params) - set(base.params) == {f"layer{i}" for i in range(base.params["depth"],
+                                                                                     trial.params["depth"])}
+
+
+def test_a_float_move_draws_inside_its_log_range() -> None:
+    study = optuna.create_study(direction="maximize", sampler=moves_only())
+    study.optimize(lr_only, n_trials=30)
+
+    values = [t.params["lr"] for t in moves(study)]
+    assert len(values) == 25 and len(set(values)) == 25
+    assert all(1e-5 <= v <= 1e-1 for v in values)
+
+
+def test_enqueued_trials_keep_their_parameters() -> None:
+    study = optuna.create_study(direction="maximize", sampler=moves_only())
+    study.optimize(cell, n_trials=10)
+    study.enqueue_trial({f"edge{i}": "none" for i in range(4)})
+    study.optimize(cell, n_trials=1)
+
+    last = study.trials[-1]
+    assert last.params == {f"edge{i}": "none" for i in range(4)}
+    assert LOCAL_SEARCH_ATTR not in last.system_attrs
+
+
+def test_with_two_objectives_moves_start_from_the_pareto_front() -> None:
+    def accuracy_and_size(trial: optuna.Trial) -> tuple[float, float]:
+        return cell(trial), sum(trial.params[f"edge{i}"] != "none" for i in range(4))
+
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=moves_only())
+    study.optimize(accuracy_and_size, n_trials=30)
+
+    for trial in moves(study):
+        base = study.trials[trial.system_attrs[LOCAL_SEARCH_ATTR]["base"]]
+        earlier = study.trials[:trial.number]
+        assert not any(t.values[0] >= base.values[0] and t.values[1] <= base.values[1] and t.values != base.values
+                       for t in earlier), f"trial {base.number} is dominated"
+
+
+def test_moves_run_under_hyperband() -> None:
+    """Hyperband hands samplers a view of the study limited to a bracket; moves work on it."""
+
+    def epochs(trial: optuna.Trial) -> float:
+        score = cell(trial)
+        for step in range(1, 4):
+            trial.report(score * step / 3, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return score
+
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=3, reduction_factor=3)
+    study = optuna.create_study(direction="maximize", sampler=moves_only(), pruner=pruner)
+    study.optimize(epochs, n_trials=30)
+
+    assert moves(study)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+def test_the_same_seed_samples_the_same_trials() -> None:
+    def run() -> list[dict[str, str]]:
+        sampler = StudyDefinition(dataset="cifar10", seed=7, pruner="none").make_sampler()
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(cell, n_trials=30)
+        return [t.params for t in study.trials]
+
+    assert run() == run()
+
+
+@pytest.mark.parametrize(("name", "kind"), [("tpe", LocalSearchSampler), ("random", optuna.samplers.RandomSampler)])
+def test_the_study_sampler_adds_local_search_to_tpe_only(name: str, kind: type) -> None:
+    sampler = StudyDefinition(dataset="cifar10", sampler=name).make_sampler()
+
+    assert isinstance(sampler, kind)
+
+
+def test_a_study_sampler_spends_about_half_its_trials_on_moves() -> None:
+    sampler = StudyDefinition(dataset="cifar10", seed=0, pruner="none").make_sampler()
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lr_only, n_trials=110)
+
+    assert 35 <= len(moves(study)) <= 65
+    assert min(t.number for t in moves(study)) >= 10
