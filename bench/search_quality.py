@@ -738,8 +738,8 @@ def real(args: argparse.Namespace) -> None:
         document["wall_s"] = round(time.perf_counter() - start, 1)
         out.write_text(json.dumps(document, indent=1) + "\n")
 
+    arms = tuple(args.arms)
     for i, seed in enumerate(seeds):
-        arms = tuple(args.arms)
         for arm in arms[i % len(arms):] + arms[:i % len(arms)]:
             run = real_run(args, workdir, arm, seed)
             document["runs"].append(run)

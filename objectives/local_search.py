@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.samplers import BaseSampler
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -71,19 +71,22 @@ class LocalSearchSampler(BaseSampler):
         self._base = base_sampler
         self._local_ratio = local_ratio
         self._n_startup_trials = n_startup_trials
-        # A stream apart from the wrapped sampler's, which is usually given the same seed.
+        # Streams apart from the wrapped sampler's, which is usually given the same seed.
         self._rng = np.random.RandomState(None if seed is None else [seed, 1])
+        draws_seed = None if seed is None else int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
+        self._draws = RandomSampler(seed=draws_seed)
         self._moves: dict[int, _Move] = {}
 
     def reseed_rng(self) -> None:
         self._base.reseed_rng()
         self._rng.seed()
+        self._draws.reseed_rng()
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._base.before_trial(study, trial)
         if "fixed_params" in trial.system_attrs or self._rng.rand() >= self._local_ratio:
             return
-        move = self._choose_move(study)
+        move = self._choose_move(study, trial)
         if move is not None:
             self._moves[trial._trial_id] = move
             study._storage.set_trial_system_attr(
@@ -117,7 +120,7 @@ class LocalSearchSampler(BaseSampler):
         self._moves.pop(trial._trial_id, None)
         self._base.after_trial(study, trial, state, values)
 
-    def _choose_move(self, study: Study) -> _Move | None:
+    def _choose_move(self, study: Study, trial: FrozenTrial) -> _Move | None:
         trials = study.get_trials(deepcopy=False, states=_SEEN_STATES)
         finished = [t for t in trials if t.state != TrialState.RUNNING]
         if len(finished) < self._n_startup_trials or not any(t.state == TrialState.COMPLETE for t in finished):
@@ -127,7 +130,7 @@ class LocalSearchSampler(BaseSampler):
         seen = {_frozen(t.params) for t in trials if t.params.keys() == base.params.keys()}
         options = {
             name: values for name, distribution in sorted(base.distributions.items())
-            if (values := self._new_values(name, distribution, base.params, seen))
+            if (values := self._new_values(study, trial, name, distribution, base.params, seen))
         }
         if not options:
             return None
@@ -136,7 +139,13 @@ class LocalSearchSampler(BaseSampler):
         return _Move(base, param, values[self._rng.randint(len(values))])
 
     def _new_values(
-        self, name: str, distribution: BaseDistribution, params: dict[str, Any], seen: set[frozenset[tuple[str, Any]]]
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        name: str,
+        distribution: BaseDistribution,
+        params: dict[str, Any],
+        seen: set[frozenset[tuple[str, Any]]],
     ) -> list[Any]:
         """What `name` may change to: the values that make `params` a combination no trial has
         had, or one fresh draw when the range is continuous (or too wide to list)."""
@@ -148,7 +157,7 @@ class LocalSearchSampler(BaseSampler):
                 (distribution.high - distribution.low) // distribution.step < _ENUMERATED_INT_VALUES:
             values = list(range(distribution.low, distribution.high + 1, distribution.step))
         else:
-            return [_draw(distribution, self._rng)]
+            return [self._draws.sample_independent(study, trial, name, distribution)]
         return [v for v in values if v != params[name] and _frozen({**params, name: v}) not in seen]
 
 
@@ -166,16 +175,3 @@ def _best_trials(complete: list[FrozenTrial], directions: Sequence[StudyDirectio
 def _frozen(params: dict[str, Any]) -> frozenset[tuple[str, Any]]:
     return frozenset(params.items())
 
-
-def _draw(distribution: BaseDistribution, rng: np.random.RandomState) -> float | int:
-    """A uniform draw from a numeric range (log-uniform when it is a log range)."""
-    assert isinstance(distribution, (FloatDistribution, IntDistribution))
-    low, high = distribution.low, distribution.high
-    if distribution.log:
-        value = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-    else:
-        value = float(rng.uniform(low, high))
-    if distribution.step is not None:
-        value = low + round((value - low) / distribution.step) * distribution.step
-    value = min(max(value, low), high)
-    return int(round(value)) if isinstance(distribution, IntDistribution) else value
