@@ -12,9 +12,11 @@ A move takes the best trial (one of the Pareto front with two objectives), picks
 parameters at random and changes it to a value that no earlier trial paired with the rest of
 its parameters (for a float, a fresh draw from its range). Parameters the change brings into
 play (the stage that a larger stage count adds) are left to the wrapped sampler. When every
-neighbour has been tried, or the trial was enqueued with fixed parameters, the wrapped sampler
-samples the trial. Each move is recorded in the trial's system attr `local_search`
-(`{"base": trial number, "param": name}`).
+neighbour of the best trial has been tried (a local optimum of a discrete space), the move
+starts from the next best trial instead, as iterated local search does, rather than spend the
+trial on the wrapped sampler. When no trial has an untried neighbour, or the trial was enqueued
+with fixed parameters, the wrapped sampler samples the trial. Each move is recorded in the
+trial's system attr `local_search` (`{"base": trial number, "param": name}`).
 
 On NAS-Bench-201 (`bench/search_quality.py strategy`, 200 seeds) the median best cell after 100
 evaluations is 91.55 against TPE alone's 91.53, and level with it at 25, 50 and 200
@@ -23,7 +25,7 @@ evaluations; docs/benchmarks.md has the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,18 +127,27 @@ class LocalSearchSampler(BaseSampler):
         finished = [t for t in trials if t.state != TrialState.RUNNING]
         if len(finished) < self._n_startup_trials or not any(t.state == TrialState.COMPLETE for t in finished):
             return None
-        front = _best_trials([t for t in finished if t.state == TrialState.COMPLETE], study.directions)
-        base = front[self._rng.randint(len(front))]
-        seen = {_frozen(t.params) for t in trials if t.params.keys() == base.params.keys()}
-        options = {
-            name: values for name, distribution in sorted(base.distributions.items())
-            if (values := self._new_values(study, trial, name, distribution, base.params, seen))
-        }
-        if not options:
-            return None
-        param = sorted(options)[self._rng.randint(len(options))]
-        values = options[param]
-        return _Move(base, param, values[self._rng.randint(len(values))])
+        for base in self._best_first([t for t in finished if t.state == TrialState.COMPLETE], study.directions):
+            seen = {_frozen(t.params) for t in trials if t.params.keys() == base.params.keys()}
+            options = {
+                name: values for name, distribution in sorted(base.distributions.items())
+                if (values := self._new_values(study, trial, name, distribution, base.params, seen))
+            }
+            if options:
+                param = sorted(options)[self._rng.randint(len(options))]
+                values = options[param]
+                return _Move(base, param, values[self._rng.randint(len(values))])
+        return None
+
+    def _best_first(self, complete: list[FrozenTrial], directions: Sequence[StudyDirection]) -> Iterator[FrozenTrial]:
+        """The trials by rank: the best (the Pareto front, in random order), then the best of the
+        rest, and so on; a move starts from the first that still has an untried neighbour."""
+        remaining = complete
+        while remaining:
+            front = _best_trials(remaining, directions)
+            yield from (front[i] for i in self._rng.permutation(len(front)))
+            ranked = {t.number for t in front}
+            remaining = [t for t in remaining if t.number not in ranked]
 
     def _new_values(
         self,

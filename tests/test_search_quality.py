@@ -17,7 +17,7 @@ from hybridnas.objectives.dedup import ARCH_KEY, DUPLICATE_OF  # noqa: E402
 from hybridnas.objectives.study import counts_toward_budget  # noqa: E402
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_hybridnas_evaluates_each_architecture_once(seed: int) -> None:
     study, trace, stopped = search_quality.hybridnas_search(seed, 60)
     trials = study.get_trials(deepcopy=False)
