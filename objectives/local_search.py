@@ -18,9 +18,9 @@ trial on the wrapped sampler. When no trial has an untried neighbour, or the tri
 with fixed parameters, the wrapped sampler samples the trial. Each move is recorded in the
 trial's system attr `local_search` (`{"base": trial number, "param": name}`).
 
-On NAS-Bench-201 (`bench/search_quality.py strategy`, 200 seeds) the median best cell after 100
-evaluations is 91.55 against TPE alone's 91.53, and level with it at 25, 50 and 200
-evaluations; docs/benchmarks.md has the numbers.
+On NAS-Bench-201 (`bench/search_quality.py strategy`) this finds better cells than TPE alone by
+100 evaluations and is level with it at 25 and 50; docs/benchmarks.md has the numbers, and the
+real CIFAR-10 search, where it has not yet shown a gain.
 """
 
 from __future__ import annotations
