@@ -22,6 +22,9 @@ How a trial ends:
   sampler sees the point with its true value) without training. It does not use up the budget.
 * FAIL -- it crashed (invalid config, non-finite loss, out of memory, any other error) or
   was interrupted; `fail_reason` says why, and the worker goes on with the next trial.
+* FAIL, not started -- two workers asked the budget for room at the same moment and the
+  earlier trial filled it: the later one samples nothing and trains nothing, and
+  `fail_reason` says so (see `BudgetGate.admit`).
 """
 
 from __future__ import annotations
@@ -86,17 +89,29 @@ class WorkerContext:
 class Objective:
     """Callable for `study.optimize`: one search trial on this worker's data and device."""
 
-    def __init__(self, definition: StudyDefinition, data: DataSplits, context: WorkerContext) -> None:
+    def __init__(
+        self,
+        definition: StudyDefinition,
+        data: DataSplits,
+        context: WorkerContext,
+        admit: Callable[[int], str | None] = lambda number: None,
+    ) -> None:
+        """`admit(trial number)` is asked before a trial samples anything: None lets it run, a
+        reason ends it FAIL with that reason (the budget filled while it waited to start)."""
         self.definition = definition
         self.space = definition.search_space()
         self.data = data
         self.context = context
+        self.admit = admit
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self.context.start(trial)
         return guarded(trial, self.context.device_label, lambda: self._run(trial))
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        refused = self.admit(trial.number)
+        if refused is not None:
+            raise failed(trial, refused)
         cfg = self.space.suggest(trial, num_classes=self.data.num_classes, image_size=self.data.image_size)
         training = {**self.definition.training, **self.space.suggest_training(trial)}
         key = architecture_key(cfg, training)

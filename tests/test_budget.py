@@ -4,6 +4,7 @@ else stops with its reason; two workers never train the same new architecture.""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -125,3 +126,57 @@ def test_two_workers_sampling_the_same_new_architecture_train_it_once(hybridnas,
     trained = _trained(trials)
     assert len(trained) == 3 and len({t.user_attrs[ARCH_KEY] for t in trained}) == 3
     assert {t.user_attrs["worker"] for t in trials} == {"w0", "w1"}
+
+
+def _racing_study(budget_left: int) -> tuple[optuna.Study, list[optuna.Trial]]:
+    """A study with one COMPLETE trial and two trials started at the same moment by two workers
+    that both saw `budget_left` places in the budget."""
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    return study, [study.ask(), study.ask()]
+
+
+def _admit_later(gate, number: int) -> tuple[threading.Thread, list]:
+    answer: list = []
+    thread = threading.Thread(target=lambda: answer.append(gate.admit(number)))
+    thread.start()
+    return thread, answer
+
+
+def test_of_two_trials_racing_for_the_last_place_the_later_one_does_not_start() -> None:
+    from hybridnas.workers.worker import BudgetGate
+
+    study, (first, second) = _racing_study(budget_left=1)
+    gate = BudgetGate(study, budget=2, poll_s=0.01)
+    assert gate.admit(first.number) is None
+    thread, answer = _admit_later(gate, second.number)
+    thread.join(0.3)
+    assert thread.is_alive(), "the later trial must wait while the earlier one is in flight"
+
+    study.tell(first, 0.6)
+    thread.join(5)
+
+    assert answer == ["not started: budget reached while it waited for trials in flight on other workers"]
+
+
+def test_a_trial_waiting_for_the_last_place_starts_when_the_earlier_one_fails() -> None:
+    from hybridnas.workers.worker import BudgetGate
+
+    study, (first, second) = _racing_study(budget_left=1)
+    gate = BudgetGate(study, budget=2, poll_s=0.01)
+    thread, answer = _admit_later(gate, second.number)
+
+    first.set_user_attr("fail_reason", "out of memory on cpu")
+    study.tell(first, state=TrialState.FAIL)
+    thread.join(5)
+
+    assert answer == [None]
+
+
+def test_trials_racing_for_places_that_are_there_both_start() -> None:
+    from hybridnas.workers.worker import BudgetGate
+
+    study, (first, second) = _racing_study(budget_left=2)
+    gate = BudgetGate(study, budget=3, poll_s=0.01)
+
+    assert [gate.admit(first.number), gate.admit(second.number)] == [None, None]

@@ -119,7 +119,8 @@ def run_worker(
         offset = seed_offset if seed_offset is not None else seed_offset_for(worker_id)
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=definition.make_sampler(offset),
                                   pruner=definition.make_pruner())
-        gate: BudgetGate | JobGate = BudgetGate(study, definition.trials, definition.timeout, stop=stop)
+        budget = BudgetGate(study, definition.trials, definition.timeout, stop=stop)
+        gate: BudgetGate | JobGate = budget
     else:
         source = load_study(plan.source, storage_url, heartbeat_interval=None)
         definition = stored_definition(source).model_copy(update={"train_subset": plan.train_subset})
@@ -131,7 +132,7 @@ def run_worker(
 
     data = worker_data(definition, str(torch_device), with_test=plan is not None and plan.test)
     if plan is None:
-        objective: Objective | RetrainObjective = Objective(definition, data, context)
+        objective: Objective | RetrainObjective = Objective(definition, data, context, admit=budget.admit)
     else:
         objective = RetrainObjective(plan, source, definition, data, context)
     ran: Counter[str] = Counter()
@@ -183,10 +184,14 @@ class _Gate:
             verdict = self.verdict(self.study.get_trials(deepcopy=False))
             if verdict is not _WAIT:
                 return verdict
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(self.study)
-            time.sleep(self.poll_s)
+            self._pause()
+
+    def _pause(self) -> None:
+        """Fail (and so re-queue) trials whose worker died, then wait a poll interval."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+        time.sleep(self.poll_s)
 
     def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
         raise NotImplementedError
@@ -199,7 +204,14 @@ class BudgetGate(_Gate):
     """A search's budget: a trial may start while the trials that count plus those in flight
     stay under it, so workers do not overshoot. When trials in flight would fill it the worker
     waits instead of leaving: one of them may still fail (a crash, a worker that died), and a
-    study must end with its full count."""
+    study must end with its full count.
+
+    Asking between trials is not enough on its own: two workers can ask at the same moment (after
+    a database restart both resume at once), both see one place left and both start a trial. So
+    each new trial also asks `admit` before it samples: trial numbers are handed out atomically,
+    and a trial counts only the trials in flight with lower numbers, so of two that raced the later
+    one sees the earlier, waits for it, and gives its place up if the earlier one fills the budget.
+    """
 
     def __init__(self, study: optuna.Study, budget: int, timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(study, **kwargs)
@@ -207,13 +219,30 @@ class BudgetGate(_Gate):
         self.timeout = timeout
 
     def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
+        return self._room(trials, in_flight=[t for t in trials if t.state == TrialState.RUNNING])
+
+    def admit(self, number: int) -> str | None:
+        """None when trial `number`, already RUNNING, may go on; else why it must not start."""
+        while True:
+            raise_if_interrupted()
+            if self.stop is not None and self.stop.is_set():
+                raise WorkerStopped("stopped while waiting for a place in the budget")
+            trials = self.study.get_trials(deepcopy=False)
+            earlier = [t for t in trials if t.state == TrialState.RUNNING and t.number < number]
+            verdict = self._room(trials, in_flight=earlier)
+            if verdict is None:
+                return None
+            if verdict is not _WAIT:
+                return f"not started: {verdict} while it waited for trials in flight on other workers"
+            self._pause()
+
+    def _room(self, trials: list[FrozenTrial], in_flight: list[FrozenTrial]) -> str | None | object:
         if timeout_left(self.study, self.timeout) == 0:
             return "timeout"
         used = sum(counts_toward_budget(t) for t in trials)
         if used >= self.budget:
             return "budget reached"
-        in_flight = sum(t.state == TrialState.RUNNING for t in trials) + len(_retries_due(trials))
-        if used + in_flight < self.budget:
+        if used + len(in_flight) + len(_retries_due(trials)) < self.budget:
             return None
         return _WAIT
 
