@@ -20,11 +20,12 @@ architectures evaluated and the repeated evaluations.
 
 `real` compares strategies on real CIFAR-10 images (the JPEG archive in ../shared/data) at one
 wall-clock budget per search on this machine, then retrains what each search found at one longer
-budget and scores it on images the searches never saw. Three arms, each seed's runs interleaved:
+budget and scores it on images the searches never saw. Four arms, each seed's runs interleaved:
 
 * hybridnas -- `search.launch` with 2 Ray workers: the factory's sampler (TPE and local-search
   moves), Hyperband, duplicates and
   infeasible samples free, the study's `timeout` as the budget;
+* tpe -- the same launch with the local-search moves off (`local_search: 0`): TPE alone;
 * random -- the same launch with `sampler: random, pruner: none`;
 * tune -- what a user assembles from the same packages: Ray Tune's `OptunaSearch` over the same
   space (define-by-run) with the `ASHAScheduler`, a function trainable calling `train_model`,
@@ -38,7 +39,7 @@ retrain runs in a process of its own; its CPU time is RUSAGE_CHILDREN plus Ray's
 sampled from /proc (see `ProcessTreeSampler`).
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 3] [--retrain-epochs 15]
-                                        [--arms hybridnas random tune]
+                                        [--arms hybridnas tpe random tune]
                                         [--presets chae samc] [--first-seed-presets ...]
                                         [--workdir DIR]
                                         [--out bench/results/search_quality_real.json]
@@ -303,7 +304,7 @@ def strategy(args: argparse.Namespace) -> None:
     print(f"\nwrote {out} ({document['wall_s']} s)")
 
 
-REAL_ARMS = ("hybridnas", "random", "tune")
+REAL_ARMS = ("hybridnas", "tpe", "random", "tune")
 # The README main job's data and training, for every arm: 2,000 training and 500 validation
 # images, 1,000 more held out of the search as the test images of the retraining.
 REAL_SPLIT = {"train_subset": 2000, "val_subset": 500, "test_subset": 1000}
@@ -318,9 +319,9 @@ SAMPLE_S = 0.2
 
 def real_definition(args: argparse.Namespace, seed: int, arm: str) -> StudyDefinition:
     """The study of one arm and seed: every arm of a seed shares the split, space, epochs, limit
-    and training; the random arm swaps the sampler and drops the pruner, and the tune arm reads
-    only its data, limit and training from it."""
-    strategy = {"sampler": "random", "pruner": "none"} if arm == "random" else {}
+    and training; the tpe arm turns the local-search moves off, the random arm swaps the sampler
+    and drops the pruner, and the tune arm reads only its data, limit and training from it."""
+    strategy = {"random": {"sampler": "random", "pruner": "none"}, "tpe": {"local_search": 0.0}}.get(arm, {})
     return StudyDefinition(dataset=CIFAR, space="demo", epochs=args.epochs, seed=seed, trials=100_000,
                            timeout=args.budget_s, max_macs=args.max_macs, training=REAL_TRAINING,
                            **REAL_SPLIT, **strategy)
@@ -429,7 +430,7 @@ def real_job(args: argparse.Namespace) -> None:
 
 
 def launch_search(job: dict[str, Any]) -> dict[str, Any]:
-    """The hybridnas and random arms: `search.launch` with 2 Ray workers until the timeout."""
+    """The hybridnas, tpe and random arms: `search.launch` with 2 Ray workers until the timeout."""
     from hybridnas import search
 
     definition = validate_definition(job["definition"])
@@ -775,7 +776,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-macs", type=int, default=20_000_000, help="MAC limit of the searches (default 20M).")
     p.add_argument("--retrain-epochs", type=int, default=15, help="Epochs of every retraining (default 15).")
     p.add_argument("--arms", nargs="+", choices=REAL_ARMS, default=list(REAL_ARMS),
-                   help="Which arms to run (default all three): after a change to one arm, rerun only it.")
+                   help="Which arms to run (default all four): after a change to one arm, rerun only it.")
     p.add_argument("--presets", nargs="*", default=["chae", "samc"],
                    help="Paper presets retrained on every seed's split (default chae samc; none: no presets).")
     p.add_argument("--first-seed-presets", nargs="*", default=[],

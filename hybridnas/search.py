@@ -156,8 +156,8 @@ def retrain(
     say: Callable[[str], None] = _quiet,
     progress: Callable[[optuna.Study], Callable[[], None]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Retrain the best distinct trials of study `study` longer on Ray workers (a rerun resumes)
-    and return one row per trial (`trial`, `params`, `macs`, `epochs`, `val_top1`, `test_top1`,
+    """Retrain the best distinct architectures of study `study` (each by its best trial) longer on
+    Ray workers (a rerun resumes) and return one row per trial (`trial`, `params`, `macs`, `epochs`, `val_top1`, `test_top1`,
     ...), as `hybridnas retrain --json` prints. `presets` names papers' models to retrain beside
     them under the same budget (their rows have `preset` and `trial` None). `progress` is made
     from the companion study."""

@@ -9,9 +9,14 @@ the NAS benchmarks (White et al., "Local search is state of the art for NAS benc
 (`local_ratio`, one in two by default) to such a move; the rest are the wrapped sampler's own.
 
 A move takes the best trial (one of the Pareto front with two objectives), picks one of its
-parameters at random and changes it to a value that no earlier trial paired with the rest of
-its parameters (for a float, a fresh draw from its range). Parameters the change brings into
-play (the stage that a larger stage count adds) are left to the wrapped sampler. When every
+discrete parameters (categorical, or an int with at most 64 values) at random and changes it to
+a value that no earlier trial paired with the rest of its parameters. Continuous parameters
+(learning rate, weight decay, a wide int) are never moved: a move keeps the base trial's values,
+and TPE's own trials search them. A one-edit neighbourhood is finite only over discrete values;
+with a float among the moved parameters every trial would always have an untried neighbour, so
+the moves would never leave the best trial, and on real CIFAR-10 they were spent retraining one
+architecture at new learning rates (docs/benchmarks.md). Parameters the change brings into play
+(the stage that a larger stage count adds) are left to the wrapped sampler. When every
 neighbour of the best trial has been tried (a local optimum of a discrete space), the move
 starts from the next best trial instead, as iterated local search does, rather than spend the
 trial on the wrapped sampler. When no trial has an untried neighbour, or the trial was enqueued
@@ -31,13 +36,13 @@ from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 LOCAL_SEARCH_ATTR = "local_search"
-# An int parameter with at most this many values is enumerated like a categorical one, so a move
-# avoids values already tried; a wider one is drawn like a float.
+# An int parameter with at most this many values is discrete, like a categorical one; a wider one
+# is left to the wrapped sampler, like a float.
 _ENUMERATED_INT_VALUES = 64
 _SEEN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
@@ -55,8 +60,10 @@ class LocalSearchSampler(BaseSampler):
     Args:
         base_sampler: samples every trial that is not a move, and the parameters a move brings in.
         local_ratio: the share of trials after start-up that are moves.
-        n_startup_trials: finished trials (COMPLETE or PRUNED) before the first move; TPE's
-            default, so that moves start when TPE's model does.
+        n_startup_trials: finished trials (COMPLETE or PRUNED) before the first move. Half of
+            TPE's ten: a move needs only a best trial, not a model, and on the NAS-Bench-201
+            tuning seeds moves from the fifth trial on found better cells at 25, 50 and 100
+            evaluations than moves from the tenth (docs/benchmarks.md).
         seed: seeds the choice of trials, parameters and values.
     """
 
@@ -65,7 +72,7 @@ class LocalSearchSampler(BaseSampler):
         base_sampler: BaseSampler,
         *,
         local_ratio: float = 0.5,
-        n_startup_trials: int = 10,
+        n_startup_trials: int = 5,
         seed: int | None = None,
     ) -> None:
         if not 0.0 <= local_ratio <= 1.0:
@@ -75,20 +82,17 @@ class LocalSearchSampler(BaseSampler):
         self._n_startup_trials = n_startup_trials
         # Streams apart from the wrapped sampler's, which is usually given the same seed.
         self._rng = np.random.RandomState(None if seed is None else [seed, 1])
-        draws_seed = None if seed is None else int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
-        self._draws = RandomSampler(seed=draws_seed)
         self._moves: dict[int, _Move] = {}
 
     def reseed_rng(self) -> None:
         self._base.reseed_rng()
         self._rng.seed()
-        self._draws.reseed_rng()
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._base.before_trial(study, trial)
         if "fixed_params" in trial.system_attrs or self._rng.rand() >= self._local_ratio:
             return
-        move = self._choose_move(study, trial)
+        move = self._choose_move(study)
         if move is not None:
             self._moves[trial._trial_id] = move
             study._storage.set_trial_system_attr(
@@ -122,7 +126,7 @@ class LocalSearchSampler(BaseSampler):
         self._moves.pop(trial._trial_id, None)
         self._base.after_trial(study, trial, state, values)
 
-    def _choose_move(self, study: Study, trial: FrozenTrial) -> _Move | None:
+    def _choose_move(self, study: Study) -> _Move | None:
         trials = study.get_trials(deepcopy=False, states=_SEEN_STATES)
         finished = [t for t in trials if t.state != TrialState.RUNNING]
         if len(finished) < self._n_startup_trials or not any(t.state == TrialState.COMPLETE for t in finished):
@@ -131,7 +135,7 @@ class LocalSearchSampler(BaseSampler):
             seen = {_frozen(t.params) for t in trials if t.params.keys() == base.params.keys()}
             options = {
                 name: values for name, distribution in sorted(base.distributions.items())
-                if (values := self._new_values(study, trial, name, distribution, base.params, seen))
+                if (values := _new_values(name, distribution, base.params, seen))
             }
             if options:
                 param = sorted(options)[self._rng.randint(len(options))]
@@ -149,27 +153,22 @@ class LocalSearchSampler(BaseSampler):
             ranked = {t.number for t in front}
             remaining = [t for t in remaining if t.number not in ranked]
 
-    def _new_values(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        name: str,
-        distribution: BaseDistribution,
-        params: dict[str, Any],
-        seen: set[frozenset[tuple[str, Any]]],
-    ) -> list[Any]:
-        """What `name` may change to: the values that make `params` a combination no trial has
-        had, or one fresh draw when the range is continuous (or too wide to list)."""
-        if distribution.single():
-            return []
-        if isinstance(distribution, CategoricalDistribution):
-            values = list(distribution.choices)
-        elif isinstance(distribution, IntDistribution) and not distribution.log and \
-                (distribution.high - distribution.low) // distribution.step < _ENUMERATED_INT_VALUES:
-            values = list(range(distribution.low, distribution.high + 1, distribution.step))
-        else:
-            return [self._draws.sample_independent(study, trial, name, distribution)]
-        return [v for v in values if v != params[name] and _frozen({**params, name: v}) not in seen]
+
+def _new_values(
+    name: str, distribution: BaseDistribution, params: dict[str, Any], seen: set[frozenset[tuple[str, Any]]]
+) -> list[Any]:
+    """What discrete parameter `name` may change to: the values that make `params` a combination
+    no trial has had. None for a continuous parameter (or an int too wide to list)."""
+    if distribution.single():
+        return []
+    if isinstance(distribution, CategoricalDistribution):
+        values = list(distribution.choices)
+    elif isinstance(distribution, IntDistribution) and not distribution.log and \
+            (distribution.high - distribution.low) // distribution.step < _ENUMERATED_INT_VALUES:
+        values = list(range(distribution.low, distribution.high + 1, distribution.step))
+    else:
+        return []
+    return [v for v in values if v != params[name] and _frozen({**params, name: v}) not in seen]
 
 
 def _best_trials(complete: list[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:

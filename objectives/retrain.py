@@ -1,7 +1,7 @@
-"""The last step of a search: retrain the best distinct trials longer and score them on test.
+"""The last step of a search: retrain the best distinct architectures longer and score them on test.
 
 A search ranks architectures by a short-budget validation score, a proxy. `retrain` takes
-the top K distinct trials (or the Pareto front), trains each with its own training settings
+the top K distinct architectures, each by its best trial (or the Pareto front), trains each with its own training settings
 for more epochs and with one or more seeds, scores it on the validation split and, with
 `test`, on the dataset's test split (or the images the study held out as `test_subset`), and
 keeps the weights as artifacts. The jobs are the WAITING trials of a companion study,
@@ -61,11 +61,16 @@ class RetrainPlan(BaseModel):
 def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[FrozenTrial]:
     """The `top` best distinct architectures (single objective), or the Pareto front.
 
-    Distinct: one trial per architecture key, never a duplicate or an infeasible sample.
+    Distinct: one trial per architecture, its best-scoring one, never a duplicate or an
+    infeasible sample. The search's own key (`arch_key`) also tells training settings apart, so
+    a search whose local-search moves tried three learning rates on its best model has three
+    distinct trials of one architecture; a top-3 of them would retrain one model three times.
     """
     from optuna.trial import TrialState
 
-    from hybridnas.objectives.dedup import ARCH_KEY, is_duplicate, is_infeasible
+    from hybridnas.models.canonical import architecture_key
+    from hybridnas.objectives.dedup import is_duplicate, is_infeasible
+    from hybridnas.objectives.results import trial_config
 
     multi = len(study.directions) > 1
     if pareto != multi:
@@ -76,7 +81,7 @@ def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[
     for trial in sorted(candidates, key=lambda t: (-t.values[0], t.number)):
         if is_duplicate(trial) or is_infeasible(trial) or "config" not in trial.user_attrs:
             continue
-        picked.setdefault(trial.user_attrs.get(ARCH_KEY, str(trial.number)), trial)
+        picked.setdefault(architecture_key(trial_config(trial)), trial)
     chosen = list(picked.values())
     if not chosen:
         raise UsageError(f"study '{study.study_name}' has no completed trial to retrain yet")

@@ -35,6 +35,7 @@ BUDGET_FIELDS = ("trials", "timeout")
 # the training settings it takes as flags into `training`.
 DEFINITION_FLAGS = (
     "dataset", "data_dir", "train_subset", "val_subset", "test_subset", "val_fraction", "epochs", "space", "objective", "sampler",
+    "local_search",
     "pruner", "trials", "timeout", "max_params", "max_macs", "enqueue_presets", "seed",
 )
 TRAINING_FLAGS = ("batch_size", "optimizer", "lr", "weight_decay", "label_smoothing")
@@ -64,6 +65,9 @@ class StudyDefinition(BaseModel):
         "union", validate_default=True, description="A built-in space name or a space YAML file (default: union).")
     objective: Objective = Field("accuracy", description="accuracy | accuracy,params | accuracy,macs.")
     sampler: Sampler | None = Field(None, description="tpe | random | nsga2 (default: tpe, nsga2 for two objectives).")
+    local_search: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.5, description="With tpe: the share of trials after start-up that are local-search moves from the "
+        "best trial (0: TPE alone).")
     pruner: Pruner | None = Field(
         None, description="hyperband | median | none (default: hyperband; none for two objectives).")
     reduction_factor: Annotated[int, Field(ge=2)] = Field(3, description="Hyperband's reduction factor.")
@@ -156,9 +160,10 @@ class StudyDefinition(BaseModel):
         # objectives). Other settings stay at Optuna's defaults: on NAS-Bench-201 (bench/
         # search_quality.py) other start-up counts, EI candidate counts, prior weights and
         # gammas were no better than them. `group` is experimental; the warning says nothing
-        # a study can act on. Half the trials after TPE's start-up, drawn at random, are
-        # local-search moves from the best trial instead (`LocalSearchSampler`): on NAS-Bench-201
-        # that finds better cells than TPE alone by 100 evaluations, where TPE's settings could not.
+        # a study can act on. A share of the trials after TPE's start-up (`local_search`, half by
+        # default), drawn at random, are local-search moves from the best trial instead
+        # (`LocalSearchSampler`): on NAS-Bench-201 that finds better cells than TPE alone by 100
+        # evaluations, where TPE's settings could not.
         # Both read the study's trials once per trial (`TrialSnapshotSampler`), not once per parameter.
         from hybridnas.objectives.local_search import LocalSearchSampler
         from hybridnas.objectives.trial_snapshot import TrialSnapshotSampler
@@ -166,7 +171,9 @@ class StudyDefinition(BaseModel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-        return TrialSnapshotSampler(LocalSearchSampler(tpe, seed=seed))
+        if not self.local_search:
+            return TrialSnapshotSampler(tpe)
+        return TrialSnapshotSampler(LocalSearchSampler(tpe, local_ratio=self.local_search, seed=seed))
 
     def describe(self) -> list[str]:
         """What a launch runs with, one line each: space, sampler and pruner, budget, constraints, data."""
@@ -178,7 +185,9 @@ class StudyDefinition(BaseModel):
         limits = [f"{name} {getattr(self, name):,}" for name in ("max_params", "max_macs") if getattr(self, name)]
         timeout = f"{self.timeout:g} s from the first trial" if self.timeout else "none"
         val = self.val_subset or f"{self.val_fraction:.0%} of the training images"
-        sampler = "tpe with local-search moves" if self.sampler_name == "tpe" else self.sampler_name
+        sampler = self.sampler_name
+        if sampler == "tpe" and self.local_search:
+            sampler = f"tpe with local-search moves ({self.local_search:.0%} of trials)"
         return [
             f"space: {space.name} ({space.kind}){searched}{fixed}",
             f"objective: {self.objective}; sampler: {sampler}, seed {self.seed}; pruner: {pruner}",

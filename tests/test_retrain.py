@@ -129,3 +129,27 @@ def test_retrain_rejects_an_unknown_preset_before_storing_anything(hybridnas, tm
     code, out = hybridnas("retrain", "--study", "p", "--storage", url, "--presets", "chae,resnet9000", "--workers", "0")
     assert code == 2 and "--presets: no preset named resnet9000; choose from zureick, group18, chae" in out, out
     assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(url, heartbeat_interval=None))] == ["p"]
+
+
+def test_top_k_takes_one_trial_per_architecture_whatever_its_training_settings() -> None:
+    """Moves that only change the learning rate make distinct trials of one architecture: the
+    top K still names K different models, each by its best-scoring trial."""
+    from hybridnas.models.canonical import architecture_key, canonical_config
+    from hybridnas.models.presets import preset
+    from hybridnas.objectives.dedup import ARCH_KEY
+    from hybridnas.objectives.retrain import pick_trials
+
+    study = optuna.create_study(direction="maximize")
+    models = {name: preset(name, num_classes=10, image_size=32) for name in ("chae", "samc", "group18")}
+    runs = [("chae", 0.01, 0.61), ("chae", 0.003, 0.64), ("chae", 0.001, 0.62), ("samc", 0.01, 0.58),
+            ("group18", 0.01, 0.55)]
+    for name, lr, value in runs:
+        cfg = models[name]
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={
+            "config": canonical_config(cfg), "training": {"lr": lr},
+            ARCH_KEY: architecture_key(cfg, {"lr": lr})}))
+
+    picked = pick_trials(study, 3)
+
+    assert [t.number for t in picked] == [1, 3, 4]
+    assert [t.user_attrs["training"]["lr"] for t in picked] == [0.003, 0.01, 0.01]
