@@ -180,3 +180,15 @@ def test_trials_racing_for_places_that_are_there_both_start() -> None:
     gate = BudgetGate(study, budget=3, poll_s=0.01)
 
     assert [gate.admit(first.number), gate.admit(second.number)] == [None, None]
+
+
+def test_a_trial_that_did_not_wait_starts_even_if_the_deadline_just_passed() -> None:
+    """The worker asked the deadline before the trial began; a trial with nothing in flight
+    before it is not turned away by the moment between that question and its start."""
+    from hybridnas.workers.worker import BudgetGate
+
+    study, (first, _) = _racing_study(budget_left=2)
+    gate = BudgetGate(study, budget=3, timeout=1e-6, poll_s=0.01)
+
+    assert gate.verdict(study.get_trials()) == "timeout"
+    assert gate.admit(first.number) is None

@@ -219,25 +219,30 @@ class BudgetGate(_Gate):
         self.timeout = timeout
 
     def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
-        return self._room(trials, in_flight=[t for t in trials if t.state == TrialState.RUNNING])
+        return self._room(trials, [t for t in trials if t.state == TrialState.RUNNING], deadline=True)
 
     def admit(self, number: int) -> str | None:
-        """None when trial `number`, already RUNNING, may go on; else why it must not start."""
+        """None when trial `number`, already RUNNING, may go on; else why it must not start.
+
+        The worker asked the deadline just before the trial began; it is asked again only if
+        the trial had to wait, so a trial that waited past it does not start after it."""
+        waited = False
         while True:
             raise_if_interrupted()
             if self.stop is not None and self.stop.is_set():
                 raise WorkerStopped("stopped while waiting for a place in the budget")
             trials = self.study.get_trials(deepcopy=False)
             earlier = [t for t in trials if t.state == TrialState.RUNNING and t.number < number]
-            verdict = self._room(trials, in_flight=earlier)
+            verdict = self._room(trials, earlier, deadline=waited)
             if verdict is None:
                 return None
             if verdict is not _WAIT:
                 return f"not started: {verdict} while it waited for trials in flight on other workers"
             self._pause()
+            waited = True
 
-    def _room(self, trials: list[FrozenTrial], in_flight: list[FrozenTrial]) -> str | None | object:
-        if timeout_left(self.study, self.timeout) == 0:
+    def _room(self, trials: list[FrozenTrial], in_flight: list[FrozenTrial], *, deadline: bool) -> str | None | object:
+        if deadline and timeout_left(self.study, self.timeout) == 0:
             return "timeout"
         used = sum(counts_toward_budget(t) for t in trials)
         if used >= self.budget:
