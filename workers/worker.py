@@ -16,7 +16,7 @@ import time
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -177,21 +177,24 @@ class _Gate:
 
     def wait_for_room(self) -> str | None:
         """None when a trial may start, else why not."""
+        return self._poll(lambda trials, waited: self.verdict(trials))
+
+    def _poll(self, decide: Callable[[list[FrozenTrial], bool], str | None | object]) -> str | None:
+        """Ask `decide(trials, waited before)` until it does not say wait (INTERRUPTED on a stop);
+        between asks, fail (and so re-queue) trials whose worker died."""
+        waited = False
         while True:
             raise_if_interrupted()
             if self.stop is not None and self.stop.is_set():
                 return INTERRUPTED
-            verdict = self.verdict(self.study.get_trials(deepcopy=False))
+            verdict = decide(self.study.get_trials(deepcopy=False), waited)
             if verdict is not _WAIT:
-                return verdict
-            self._pause()
-
-    def _pause(self) -> None:
-        """Fail (and so re-queue) trials whose worker died, then wait a poll interval."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(self.study)
-        time.sleep(self.poll_s)
+                return verdict  # type: ignore[return-value]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
+            time.sleep(self.poll_s)
+            waited = True
 
     def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
         raise NotImplementedError
@@ -226,20 +229,14 @@ class BudgetGate(_Gate):
 
         The worker asked the deadline just before the trial began; it is asked again only if
         the trial had to wait, so a trial that waited past it does not start after it."""
-        waited = False
-        while True:
-            raise_if_interrupted()
-            if self.stop is not None and self.stop.is_set():
-                raise WorkerStopped("stopped while waiting for a place in the budget")
-            trials = self.study.get_trials(deepcopy=False)
+        def decide(trials: list[FrozenTrial], waited: bool) -> str | None | object:
             earlier = [t for t in trials if t.state == TrialState.RUNNING and t.number < number]
-            verdict = self._room(trials, earlier, deadline=waited)
-            if verdict is None:
-                return None
-            if verdict is not _WAIT:
-                return f"not started: {verdict} while it waited for trials in flight on other workers"
-            self._pause()
-            waited = True
+            return self._room(trials, earlier, deadline=waited)
+
+        verdict = self._poll(decide)
+        if verdict == INTERRUPTED:
+            raise WorkerStopped("stopped while waiting for a place in the budget")
+        return None if verdict is None else f"not started: {verdict} while it waited for trials in flight on other workers"
 
     def _room(self, trials: list[FrozenTrial], in_flight: list[FrozenTrial], *, deadline: bool) -> str | None | object:
         if deadline and timeout_left(self.study, self.timeout) == 0:
