@@ -17,6 +17,7 @@ architectures evaluated and the repeated evaluations.
 
     python bench/search_quality.py strategy [--seeds 40] [--first-seed 0] [--evaluations 200]
                                             [--out bench/results/search_quality_strategy.json]
+    python bench/search_quality.py landscape    # the table's local optima under one-edit moves
 
 `real` compares strategies on real CIFAR-10 images (the JPEG archive in ../shared/data) at one
 wall-clock budget per search on this machine, then retrains what each search found at one longer
@@ -302,6 +303,25 @@ def strategy(args: argparse.Namespace) -> None:
     out.write_text(json.dumps(document, indent=1) + "\n")
     print(table(stats, checkpoints, document["optimum"]))
     print(f"\nwrote {out} ({document['wall_s']} s)")
+
+
+def one_edit_neighbours(arch: str, ops: int) -> list[str]:
+    """The cells one edge's op away from `arch` (a cell as its six op indices, as `Trace` keys it)."""
+    return [arch[:i] + str(op) + arch[i + 1:] for i in range(len(arch)) for op in range(ops) if str(op) != arch[i]]
+
+
+def landscape(args: argparse.Namespace) -> None:
+    """Print the table's strict local optima under one-edit moves (by mean accuracy), best first:
+    where a search that only moves one edge at a time can be trapped."""
+    space, table = nb201()
+    ops = len(next(iter(space.values())))
+    best = max(table, key=table.__getitem__)
+    print(f"{len(table):,} cells; optimum {best} at {table[best]:.3f}")
+    for arch in sorted(table, key=table.__getitem__, reverse=True):
+        neighbours = [table[n] for n in one_edit_neighbours(arch, ops)]
+        if max(neighbours) < table[arch]:
+            edits = sum(a != b for a, b in zip(arch, best))
+            print(f"{table[arch]:.3f}  {arch}  {edits} edits from the optimum, best neighbour {max(neighbours):.3f}")
 
 
 REAL_ARMS = ("hybridnas", "tpe", "random", "tune")
@@ -768,6 +788,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--evaluations", type=int, default=200, help="Evaluations per run (default 200).")
     p.add_argument("--out", default=str(RESULTS / "search_quality_strategy.json"))
     p.set_defaults(run=strategy)
+    p = sub.add_parser("landscape", help="NAS-Bench-201's local optima under one-edit moves.")
+    p.set_defaults(run=landscape)
     p = sub.add_parser("real", help="Strategies on CIFAR-10 at one wall-clock budget, winners retrained and tested.")
     p.add_argument("--budget-s", type=float, default=420, help="Wall-clock budget of each search (default 420).")
     p.add_argument("--seeds", type=int, default=3, help="How many seeds (default 3).")

@@ -18,14 +18,15 @@ the moves would never leave the best trial, and on real CIFAR-10 they were spent
 architecture at new learning rates (docs/benchmarks.md). Parameters the change brings into play
 (the stage that a larger stage count adds) are left to the wrapped sampler. When every
 neighbour of the best trial has been tried (a local optimum of a discrete space), the move
-starts from the next best trial instead, as iterated local search does, rather than spend the
-trial on the wrapped sampler. When no trial has an untried neighbour, or the trial was enqueued
-with fixed parameters, the wrapped sampler samples the trial. Each move is recorded in the
-trial's system attr `local_search` (`{"base": trial number, "param": name}`).
+starts from the next best trial instead, rather than spend the trial on the wrapped sampler; a
+kick of iterated local search there (several parameters changed at once) and a hand-over to the
+wrapped sampler both did worse on NAS-Bench-201. When no trial has an untried neighbour, or the
+trial was enqueued with fixed parameters, the wrapped sampler samples the trial. Each move is
+recorded in the trial's system attr `local_search` (`{"base": trial number, "param": name}`).
 
-On NAS-Bench-201 (`bench/search_quality.py strategy`) this finds better cells than TPE alone by
-100 evaluations and is level with it at 25 and 50; docs/benchmarks.md has the numbers, and the
-real CIFAR-10 search, where it has not yet shown a gain.
+On NAS-Bench-201 (`bench/search_quality.py strategy`, 200 fresh seeds) this finds better cells
+than TPE alone at 25, 50 and 100 evaluations, though more of its runs end at a far local optimum
+by 200; on real CIFAR-10 the two are level over three seeds. docs/benchmarks.md has the numbers.
 """
 
 from __future__ import annotations
