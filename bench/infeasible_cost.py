@@ -6,7 +6,9 @@ A search profiles every sample (parameters and MACs) before it decides to train 
 (the meta device). Both are timed here, interleaved sample by sample, on union-space samples
 over the limit. Then whole infeasible trials in a real SQLite study, which also pay for the
 sampler and the storage writes: with the study sampler, which reads the study's trials once per
-trial, against the same sampler reading them once per parameter, as TPE does by itself.
+trial, against the same sampler reading them once per parameter, as TPE does by itself. Last,
+where an infeasible trial of the study sampler spends its time, call by call (timers wrapped
+around the storage's methods, TPE's sampling and `profile`; nested calls overlap).
 
     python bench/infeasible_cost.py --samples 40      # writes bench/results/infeasible_cost.json
 """
@@ -14,14 +16,19 @@ trial, against the same sampler reading them once per parameter, as TPE does by 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import logging
 import statistics
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import optuna
 import torch
@@ -85,6 +92,60 @@ def infeasible_trial_seconds(limit: int, n: int) -> dict[str, list[float]]:
     return {arm: seconds[:n] for arm, seconds in rejected.items()}
 
 
+def where_the_time_goes(limit: int, n: int) -> dict[str, Any]:
+    """Mean milliseconds per infeasible trial of the study sampler in each storage call, in TPE's
+    sampling and in `profile`, with timers wrapped around them for this run only."""
+    from optuna.storages import RDBStorage
+
+    from hybridnas import search
+    from hybridnas.objectives import objective as objective_module
+    from hybridnas.objectives.objective import Objective, WorkerContext
+    from hybridnas.storage import open_storage
+
+    totals: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+
+    def timed(owner: object, name: str) -> Any:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[name] += time.perf_counter() - start
+                calls[name] += 1
+        return mock.patch.object(owner, name, wrapper)
+
+    targets = [(RDBStorage, name) for name in ("_set_trial_param", "set_trial_user_attr", "set_trial_system_attr",
+                                               "create_new_trial", "set_trial_state_values", "_get_trials")]
+    targets += [(optuna.samplers.TPESampler, "sample_relative"), (optuna.samplers.TPESampler, "sample_independent"),
+                (objective_module, "profile")]
+    definition = search.StudyDefinition(dataset="cifar10", space="union", trials=1, max_macs=limit, epochs=1)
+    per_trial: list[dict[str, tuple[float, int]]] = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as patches:
+        url = f"sqlite:///{Path(tmp) / 'breakdown.db'}"
+        search.launch(definition, study="breakdown", storage=url, workers=0)
+        study = optuna.load_study(study_name="breakdown", storage=open_storage(url),
+                                  sampler=definition.make_sampler(), pruner=definition.make_pruner())
+        objective = Objective(definition, _shape_only_data(), WorkerContext("cpu", "breakdown", "cpu"))
+        for owner, name in targets:
+            patches.enter_context(timed(owner, name))
+        while len(per_trial) < n:
+            before_totals, before_calls = totals.copy(), calls.copy()
+            seconds, number = _one_trial(study, objective)
+            if is_infeasible(study.trials[number]):
+                per_trial.append({"trial": (seconds, 1), **{
+                    name: (totals[name] - before_totals[name], calls[name] - before_calls[name]) for name in totals}})
+    def mean(name: str, index: int) -> float:
+        return statistics.mean(row.get(name, (0.0, 0))[index] for row in per_trial)
+
+    names = sorted({name for row in per_trial for name in row}, key=lambda name: -mean(name, 0))
+    return {name: {"ms_per_trial": round(1000 * mean(name, 0), 1), "calls_per_trial": round(mean(name, 1), 1)}
+            for name in names}
+
+
 def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], object]) -> tuple[float, int]:
     from hybridnas.objectives.objective import TrialFailed
 
@@ -132,6 +193,7 @@ def main() -> None:
         after.append(seconds(profile, cfg))
         assert profile(cfg).params == profile_with_real_weights(cfg)[0]
     trials = infeasible_trial_seconds(args.max_macs, args.samples)
+    breakdown = where_the_time_goes(args.max_macs, args.samples)
     pairs = list(zip(trials["live_reads"], trials["study_sampler"]))
     result = {
         "command": f"python bench/infeasible_cost.py --samples {args.samples} --seed {args.seed}",
@@ -142,6 +204,7 @@ def main() -> None:
         "infeasible_trial_in_a_sqlite_study": {
             "study_sampler": summary(trials["study_sampler"]), "live_reads": summary(trials["live_reads"]),
             "median_speedup": round(statistics.median(live / snap for live, snap in pairs), 1),
+            "study_sampler_by_call": breakdown,
         },
         "raw_seconds": {"before": before, "after": after, "trials": trials},
     }

@@ -35,3 +35,21 @@ def test_hybridnas_evaluates_each_architecture_once(seed: int) -> None:
             assert DUPLICATE_OF not in trial.user_attrs
             first[key] = trial.number
     assert len(trials) > 60, "the sampler repeated no architecture, so nothing was tested"
+
+
+def test_one_edit_neighbours_are_the_cells_that_differ_in_exactly_one_edge() -> None:
+    neighbours = search_quality.one_edit_neighbours("333132", ops=5)
+
+    assert len(neighbours) == len(set(neighbours)) == 6 * 4
+    assert all(sum(a != b for a, b in zip(cell, "333132")) == 1 for cell in neighbours)
+    assert "033132" in neighbours and "333133" in neighbours and "333132" not in neighbours
+
+
+def test_landscape_lists_the_optimum_and_the_far_trap_cells(capsys: pytest.CaptureFixture[str]) -> None:
+    search_quality.landscape(None)
+    lines = capsys.readouterr().out.splitlines()
+
+    assert lines[0] == "15,625 cells; optimum 333132 at 91.607"
+    assert lines[1].startswith("91.607  333132  0 edits")
+    assert any(line.startswith("91.128  313201  4 edits") for line in lines)
+    assert len(lines) == 1 + 13
