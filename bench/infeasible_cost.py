@@ -138,6 +138,7 @@ def where_the_time_goes(limit: int, n: int) -> dict[str, Any]:
             if is_infeasible(study.trials[number]):
                 per_trial.append({"trial": (seconds, 1), **{
                     name: (totals[name] - before_totals[name], calls[name] - before_calls[name]) for name in totals}})
+
     def mean(name: str, index: int) -> float:
         return statistics.mean(row.get(name, (0.0, 0))[index] for row in per_trial)
 
