@@ -31,6 +31,11 @@ from hybridnas.storage import open_storage
 
 # The tiny space's models have 0.5M to 14.5M MACs: about half of its samples are over this.
 TINY_MAX_MACS = 3_000_000
+# A worker's sampler seed comes from its id (HOST-PID by default), so a fixed id makes the
+# searches below the same on every run: with HOST-PID, Hyperband sometimes let only one trial
+# of the tiny search complete, and the page then had no importances to check. With this id the
+# search completes 5 trials (the importances need 2).
+REPORT_WORKER = "h-606"
 
 
 def _cli(*args: object) -> None:
@@ -110,10 +115,11 @@ def searched(study_env: None, tmp_path_factory: pytest.TempPathFactory) -> tuple
     url = f"sqlite:///{tmp / 'nas.db'}"
     _cli("launch", "--study", "r", "--storage", url, *tiny_study_args(6, epochs=2), "--test-subset", 200,
          "--max-macs", TINY_MAX_MACS, "--workers", 0)
-    _cli("worker", "--study", "r", "--storage", url, "--threads", 1)
+    _cli("worker", "--study", "r", "--storage", url, "--threads", 1, "--worker-id", REPORT_WORKER)
     _cli("retrain", "--study", "r", "--storage", url, "--top", 2, "--epochs", 1, "--test", "--presets", "chae",
          "--workers", 0)
-    _cli("worker", "--study", companion_name("r"), "--storage", url, "--threads", 1)
+    _cli("worker", "--study", companion_name("r"), "--storage", url, "--threads", 1,
+         "--worker-id", REPORT_WORKER)
     out = tmp / "out" / "report.html"
     _report(url, "r", out)
     return url, out
@@ -126,7 +132,7 @@ def pareto_searched(study_env: None, tmp_path_factory: pytest.TempPathFactory) -
     url = f"sqlite:///{tmp / 'nas.db'}"
     _cli("launch", "--study", "mo", "--storage", url, *tiny_study_args(5, epochs=1), "--objective", "accuracy,params",
          "--workers", 0)
-    _cli("worker", "--study", "mo", "--storage", url, "--threads", 1)
+    _cli("worker", "--study", "mo", "--storage", url, "--threads", 1, "--worker-id", REPORT_WORKER)
     out = tmp / "report.html"
     _report(url, "mo", out)
     return url, out
@@ -242,8 +248,10 @@ def test_budget_accounting_of_a_real_search(searched: tuple[str, Path]) -> None:
 
 @pytest.mark.integration  # a real search and retrain (module fixture)
 def test_importances_are_grouped_by_knob_family(searched: tuple[str, Path]) -> None:
-    _, out = searched
+    url, out = searched
     page = out.read_text(encoding="utf-8")
+    complete = _load(url, "r").get_trials(states=[TrialState.COMPLETE])
+    assert len(complete) >= 2, "importances need two completed trials: the fixture's search changed"
     families = {r["parameter"]: r["family"] for r in _table(page, "params", 1)}  # all parameters
 
     # the tiny template space names its leaves c1, c2 (stage widths), k2 (a kernel) and attention
