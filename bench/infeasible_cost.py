@@ -33,14 +33,21 @@ from unittest import mock
 import optuna
 import torch
 from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import RESULTS
 
+from hybridnas import search
 from hybridnas.models import ArchConfig, build
 from hybridnas.models.profile import profile
+from hybridnas.objectives import objective as objective_module
 from hybridnas.objectives.dedup import is_infeasible
+from hybridnas.objectives.local_search import LocalSearchSampler
+from hybridnas.objectives.objective import Objective, TrialFailed, WorkerContext
 from hybridnas.search_space import load_space, sample_configs
+from hybridnas.storage import open_storage
+from hybridnas.training.data import DataSplits
 
 
 def profile_with_real_weights(cfg: ArchConfig) -> tuple[int, int]:
@@ -64,12 +71,7 @@ def infeasible_trial_seconds(limit: int, n: int) -> dict[str, list[float]]:
     storage writes, tell), in real SQLite studies opened as a worker opens them: with the study's
     sampler, and with the same sampler reading the study live (without `TrialSnapshotSampler`).
     The two take turns trial by trial, and sample the same configs."""
-    from hybridnas import search
-    from hybridnas.objectives.local_search import LocalSearchSampler
-    from hybridnas.objectives.objective import Objective, WorkerContext
-    from hybridnas.storage import open_storage
-
-    definition = search.StudyDefinition(dataset="cifar10", space="union", trials=1, max_macs=limit, epochs=1)
+    definition = _union_definition(limit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         tpe = optuna.samplers.TPESampler(seed=definition.seed, multivariate=True, group=True)
@@ -77,13 +79,7 @@ def infeasible_trial_seconds(limit: int, n: int) -> dict[str, list[float]]:
     rejected: dict[str, list[float]] = {arm: [] for arm in samplers}
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'cost.db'}"
-        runs = []
-        for arm, sampler in samplers.items():
-            search.launch(definition, study=arm, storage=url, workers=0)
-            study = optuna.load_study(study_name=arm, storage=open_storage(url), sampler=sampler,
-                                      pruner=definition.make_pruner())
-            # feasible samples are not trained here: the stand-in data has no images, so they fail
-            runs.append((arm, study, Objective(definition, _shape_only_data(), WorkerContext("cpu", arm, "cpu"))))
+        runs = [(arm, *_worker_study(definition, url, arm, sampler)) for arm, sampler in samplers.items()]
         while min(len(seconds) for seconds in rejected.values()) < n:
             for arm, study, objective in runs:
                 seconds, number = _one_trial(study, objective)
@@ -95,14 +91,7 @@ def infeasible_trial_seconds(limit: int, n: int) -> dict[str, list[float]]:
 def where_the_time_goes(limit: int, n: int) -> dict[str, Any]:
     """Mean milliseconds per infeasible trial of the study sampler in each storage call, in TPE's
     sampling and in `profile`, with timers wrapped around them for this run only."""
-    from optuna.storages import RDBStorage
-
-    from hybridnas import search
-    from hybridnas.objectives import objective as objective_module
-    from hybridnas.objectives.objective import Objective, WorkerContext
-    from hybridnas.storage import open_storage
-
-    totals: Counter[str] = Counter()
+    seconds_in: Counter[str] = Counter()
     calls: Counter[str] = Counter()
 
     def timed(owner: object, name: str) -> Any:
@@ -114,7 +103,7 @@ def where_the_time_goes(limit: int, n: int) -> dict[str, Any]:
             try:
                 return original(*args, **kwargs)
             finally:
-                totals[name] += time.perf_counter() - start
+                seconds_in[name] += time.perf_counter() - start
                 calls[name] += 1
         return mock.patch.object(owner, name, wrapper)
 
@@ -122,34 +111,44 @@ def where_the_time_goes(limit: int, n: int) -> dict[str, Any]:
                                                "create_new_trial", "set_trial_state_values", "_get_trials")]
     targets += [(optuna.samplers.TPESampler, "sample_relative"), (optuna.samplers.TPESampler, "sample_independent"),
                 (objective_module, "profile")]
-    definition = search.StudyDefinition(dataset="cifar10", space="union", trials=1, max_macs=limit, epochs=1)
-    per_trial: list[dict[str, tuple[float, int]]] = []
+    definition = _union_definition(limit)
+    per_trial: list[tuple[Counter[str], Counter[str]]] = []  # (seconds, calls) of each infeasible trial
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as patches:
-        url = f"sqlite:///{Path(tmp) / 'breakdown.db'}"
-        search.launch(definition, study="breakdown", storage=url, workers=0)
-        study = optuna.load_study(study_name="breakdown", storage=open_storage(url),
-                                  sampler=definition.make_sampler(), pruner=definition.make_pruner())
-        objective = Objective(definition, _shape_only_data(), WorkerContext("cpu", "breakdown", "cpu"))
+        study, objective = _worker_study(definition, f"sqlite:///{Path(tmp) / 'breakdown.db'}", "breakdown",
+                                         definition.make_sampler())
         for owner, name in targets:
             patches.enter_context(timed(owner, name))
         while len(per_trial) < n:
-            before_totals, before_calls = totals.copy(), calls.copy()
+            seconds_before, calls_before = seconds_in.copy(), calls.copy()
             seconds, number = _one_trial(study, objective)
             if is_infeasible(study.trials[number]):
-                per_trial.append({"trial": (seconds, 1), **{
-                    name: (totals[name] - before_totals[name], calls[name] - before_calls[name]) for name in totals}})
+                per_trial.append((Counter(trial=seconds) + seconds_in - seconds_before,
+                                  Counter(trial=1) + calls - calls_before))
 
     def mean(name: str, index: int) -> float:
-        return statistics.mean(row.get(name, (0.0, 0))[index] for row in per_trial)
+        return statistics.mean(row[index][name] for row in per_trial)
 
-    names = sorted({name for row in per_trial for name in row}, key=lambda name: -mean(name, 0))
+    names = sorted({name for row in per_trial for name in row[0]}, key=lambda name: -mean(name, 0))
     return {name: {"ms_per_trial": round(1000 * mean(name, 0), 1), "calls_per_trial": round(mean(name, 1), 1)}
             for name in names}
 
 
-def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], object]) -> tuple[float, int]:
-    from hybridnas.objectives.objective import TrialFailed
+def _union_definition(limit: int) -> search.StudyDefinition:
+    return search.StudyDefinition(dataset="cifar10", space="union", trials=1, max_macs=limit, epochs=1)
 
+
+def _worker_study(definition: search.StudyDefinition, url: str, name: str,
+                  sampler: optuna.samplers.BaseSampler) -> tuple[optuna.Study, Objective]:
+    """A study launched into `url` and opened as a worker opens it (its storage, `sampler`, the
+    study's pruner), and a worker's objective on stand-in data: feasible samples are not trained
+    here (the data has no images, so they fail)."""
+    search.launch(definition, study=name, storage=url, workers=0)
+    study = optuna.load_study(study_name=name, storage=open_storage(url), sampler=sampler,
+                              pruner=definition.make_pruner())
+    return study, Objective(definition, _shape_only_data(), WorkerContext("cpu", name, "cpu"))
+
+
+def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], object]) -> tuple[float, int]:
     start = time.perf_counter()
     trial = study.ask()
     try:
@@ -163,9 +162,8 @@ def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], object])
     return time.perf_counter() - start, trial.number
 
 
-def _shape_only_data():  # noqa: ANN202 - a stand-in DataSplits: rejected samples never touch images
-    from hybridnas.training.data import DataSplits
-
+def _shape_only_data() -> DataSplits:
+    """Stand-in data: rejected samples never touch images."""
     empty = torch.zeros(0, 3, 32, 32, dtype=torch.uint8)
     labels = torch.zeros(0, dtype=torch.int64)
     return DataSplits(empty, labels, empty, labels, None, None, 10, 32, 3, (0.5,) * 3, (0.25,) * 3,

@@ -158,9 +158,9 @@ def retrain(
 ) -> list[dict[str, Any]]:
     """Retrain the best distinct architectures of study `study` (each by its best trial) longer on
     Ray workers (a rerun resumes) and return one row per trial (`trial`, `params`, `macs`,
-    `epochs`, `val_top1`, `test_top1`, ...), as `hybridnas retrain --json` prints. `presets` names papers' models to retrain beside
-    them under the same budget (their rows have `preset` and `trial` None). `progress` is made
-    from the companion study."""
+    `epochs`, `val_top1`, `test_top1`, ...), as `hybridnas retrain --json` prints. `presets`
+    names papers' models to retrain beside them under the same budget (their rows have `preset`
+    and `trial` None). `progress` is made from the companion study."""
     from hybridnas.objectives.retrain import plan_retrain, retrain_results
     from hybridnas.objectives.study_definition import stored_definition
 
