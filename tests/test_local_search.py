@@ -5,9 +5,11 @@ against the trials before it."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import optuna
 import pytest
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.objectives.local_search import LOCAL_SEARCH_ATTR, LocalSearchSampler
@@ -68,6 +70,38 @@ def test_when_the_best_trial_has_no_untried_neighbour_a_move_starts_from_the_nex
 
     move = study.trials[-1].system_attrs[LOCAL_SEARCH_ATTR]
     assert study.trials[move["base"]].value == 11
+
+
+class RecordingSampler(optuna.samplers.RandomSampler):
+    """Random sampling that records, per trial, which trials the study it is handed shows."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.shown: dict[int, tuple[set[int], set[int]]] = {}
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        self.shown[trial.number] = ({t.number for t in study._get_trials(deepcopy=False)},
+                                    {t.number for t in study.get_trials(deepcopy=False)})
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_after_the_shared_trials_the_wrapped_sampler_models_only_trials_that_are_not_moves() -> None:
+    recording = RecordingSampler()
+    sampler = LocalSearchSampler(recording, local_ratio=0.5, n_startup_trials=5, n_shared_trials=15, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(cell, n_trials=40)
+
+    move_numbers = {t.number for t in moves(study)}
+    sampled_by_wrapped = sorted(recording.shown)
+    assert sampled_by_wrapped == [n for n in range(40) if n not in move_numbers]
+    assert any(n < 15 for n in move_numbers) and any(n >= 15 for n in sampled_by_wrapped)
+    for number in sampled_by_wrapped:
+        expected = set(range(number + 1))
+        if number >= 15:
+            expected -= move_numbers
+        assert recording.shown[number] == (expected, expected), f"trial {number}"
 
 
 def test_moves_climb_where_random_sampling_does_not() -> None:

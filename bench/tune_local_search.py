@@ -1,0 +1,82 @@
+"""Tuning `LocalSearchSampler`'s `n_shared_trials` on NAS-Bench-201 (issue 9).
+
+Runs `search_quality`'s hybridnas arm with the study sampler rebuilt around one setting of the
+knob, or plain TPE, over a range of seeds in two processes, and prints the median (mean) best
+accuracy at 25/50/100/200 evaluations and how many runs reached the optimum. `--shared all`
+is the version before the knob (the moves shown to TPE throughout). Seeds 800-999 stay out of
+tuning: they are the fresh seeds of docs/benchmarks.md.
+
+    python bench/tune_local_search.py --shared 30 --first-seed 1000 --seeds 200 [--out FILE]
+    python bench/tune_local_search.py --tpe --first-seed 1000 --seeds 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import warnings
+from multiprocessing import Pool
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+
+import search_quality
+
+from hybridnas.objectives.local_search import LocalSearchSampler
+from hybridnas.objectives.trial_snapshot import TrialSnapshotSampler
+
+SHARE_ALL = sys.maxsize
+
+
+def study_sampler(seed: int, n_shared_trials: int) -> optuna.samplers.BaseSampler:
+    """`StudyDefinition.make_sampler`'s sampler (TPE, moves on half the trials) with this setting."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    return TrialSnapshotSampler(LocalSearchSampler(tpe, local_ratio=0.5, n_shared_trials=n_shared_trials, seed=seed))
+
+
+def run(job: tuple[int, int | None, int]) -> dict[str, Any]:
+    seed, n_shared_trials, evaluations = job
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if n_shared_trials is None:
+        result = search_quality.run_arm("tpe", seed, evaluations)
+    else:
+        result = search_quality.run_hybridnas(seed, evaluations, study_sampler(seed, n_shared_trials))
+    return {"seed": seed, "best": {n: row["best"] for n, row in result["at"].items()}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arm = p.add_mutually_exclusive_group(required=True)
+    arm.add_argument("--shared", help="n_shared_trials, or 'all' (the moves shown to TPE throughout).")
+    arm.add_argument("--tpe", action="store_true", help="Plain TPE (search_quality's tpe arm).")
+    p.add_argument("--first-seed", type=int, default=1000)
+    p.add_argument("--seeds", type=int, default=200)
+    p.add_argument("--evaluations", type=int, default=200)
+    p.add_argument("--out", help="Write the per-seed best accuracies here (JSON).")
+    args = p.parse_args()
+
+    shared = None if args.tpe else SHARE_ALL if args.shared == "all" else int(args.shared)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    with Pool(2) as pool:
+        runs = pool.map(run, [(seed, shared, args.evaluations) for seed in seeds])
+    optimum = search_quality.optimum()
+    summary = {}
+    for n in search_quality.checkpoints_up_to(args.evaluations):
+        best = [r["best"][str(n)] for r in runs]
+        summary[n] = {"median": statistics.median(best), "mean": statistics.mean(best),
+                      "at_optimum": sum(b >= optimum for b in best)}
+    name = "tpe" if args.tpe else f"n_shared_trials={args.shared}"
+    print(f"{name}, seeds {seeds.start}-{seeds.stop - 1}: " + " | ".join(
+        f"{n}: {s['median']:.3f} ({s['mean']:.3f}), {s['at_optimum']} at the optimum" for n, s in summary.items()))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"arm": name, "seeds": [seeds.start, seeds.stop - 1], "summary": summary, "runs": runs}, f)
+
+
+if __name__ == "__main__":
+    main()
