@@ -2,12 +2,13 @@
 processes, each a node with its own CPUs, sharing one token (Ray 2.60's token authentication).
 
 Every node runs `ray start --block` in its own process group, so the test owns it by handle:
-losing a node is a SIGKILL of that node's raylet (found among the children of the process the
-test started), and cleanup ends each group it started, nothing else.
+losing a node is a SIGKILL of every process under the one the test started for it (its raylet
+and its workers), and cleanup ends each group it started, nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -46,13 +47,6 @@ def children(pid: int) -> list[int]:
         found += kids
         todo += kids
     return found
-
-
-def process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 class RayCluster:
@@ -106,13 +100,13 @@ class RayCluster:
                 raise AssertionError(f"the cluster did not reach {n} node(s) in {timeout:.0f}s")
             time.sleep(1.0)
 
-    def raylet_of(self, node: subprocess.Popen[bytes]) -> int:
-        (pid,) = [p for p in children(node.pid) if process_name(p) == "raylet"]
-        return pid
-
     def kill_node(self, node: subprocess.Popen[bytes]) -> None:
-        """Lose a node: SIGKILL its raylet, as a crashed or preempted machine would."""
-        os.kill(self.raylet_of(node), signal.SIGKILL)
+        """Lose a node as a crashed or preempted machine would: SIGKILL its raylet and every
+        process under it at once. Killing the raylet alone left its workers running for the
+        seconds they take to notice, and one of them once finished its trial in that time."""
+        for pid in children(node.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
         for node in self.nodes:

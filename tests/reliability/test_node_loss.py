@@ -1,6 +1,6 @@
 """A launch on a real two-node Ray cluster (`ray start --head` + `ray start --address`, token
 authentication) runs one worker per node without --workers; the second node dies mid-trial
-(SIGKILL of its raylet): its trial is failed and re-queued, the launcher records the dead
+(SIGKILL of its raylet and its workers): its trial is failed and re-queued, the launcher records the dead
 worker and asks for a replacement, which starts when a node joins again; the study ends with
 its full count and nothing RUNNING, and `status` says which worker died and why."""
 
