@@ -156,15 +156,13 @@ def run_plain(sampler: optuna.samplers.BaseSampler, seed: int, evaluations: int)
     return {"trials": len(study.trials), "stopped": "n_trials", **summary(trace)}
 
 
-def hybridnas_search(seed: int, evaluations: int, sampler: optuna.samplers.BaseSampler | None = None
-                     ) -> tuple[optuna.Study, Trace, str | None]:
-    """hybridnas's search loop with a table lookup for training: the study definition's sampler
-    (or `sampler`, a variant of it being tuned), duplicates reused through `declare` +
-    `reuse_or_train` (key: the cell's six ops), and, after every trial, the workers' rules for
-    stopping (`BudgetGate`, MAX_UNTRAINED_IN_A_ROW). Returns the study, the lookups and why the
-    loop stopped."""
+def hybridnas_search(seed: int, evaluations: int) -> tuple[optuna.Study, Trace, str | None]:
+    """hybridnas's search loop with a table lookup for training: the study definition's sampler,
+    duplicates reused through `declare` + `reuse_or_train` (key: the cell's six ops), and, after
+    every trial, the workers' rules for stopping (`BudgetGate`, MAX_UNTRAINED_IN_A_ROW).
+    Returns the study, the lookups and why the loop stopped."""
     definition = StudyDefinition(dataset=DATASET, seed=seed, trials=evaluations, pruner="none")
-    study = optuna.create_study(directions=definition.directions, sampler=sampler or definition.make_sampler(0),
+    study = optuna.create_study(directions=definition.directions, sampler=definition.make_sampler(0),
                                 pruner=definition.make_pruner())
     gate = BudgetGate(study, definition.trials, definition.timeout)
     trace = Trace(seed, checkpoints_up_to(evaluations))
@@ -191,8 +189,8 @@ def hybridnas_search(seed: int, evaluations: int, sampler: optuna.samplers.BaseS
     return study, trace, stopped
 
 
-def run_hybridnas(seed: int, evaluations: int, sampler: optuna.samplers.BaseSampler | None = None) -> dict[str, Any]:
-    study, trace, stopped = hybridnas_search(seed, evaluations, sampler)
+def run_hybridnas(seed: int, evaluations: int) -> dict[str, Any]:
+    study, trace, stopped = hybridnas_search(seed, evaluations)
     trials = study.get_trials(deepcopy=False)
     return {
         "trials": len(trials),

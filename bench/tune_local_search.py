@@ -1,6 +1,6 @@
 """Tuning `LocalSearchSampler`'s `n_shared_trials` on NAS-Bench-201 (issue 9).
 
-Runs `search_quality`'s hybridnas arm with the study sampler rebuilt around one setting of the
+Runs `search_quality`'s hybridnas arm with the study sampler built with one setting of the
 knob, or plain TPE, over a range of seeds in two processes, and prints the median (mean) best
 accuracy at 25/50/100/200 evaluations and how many runs reached the optimum. `--shared all`
 is the version before the knob (the moves shown to TPE throughout). Seeds 800-999 stay out of
@@ -13,30 +13,31 @@ tuning: they are the fresh seeds of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing import Pool
 from typing import Any
+from unittest import mock
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
 
 import search_quality
 
-from hybridnas.objectives.local_search import LocalSearchSampler
-from hybridnas.objectives.trial_snapshot import TrialSnapshotSampler
+from hybridnas.objectives import local_search
 
 SHARE_ALL = sys.maxsize
 
 
-def study_sampler(seed: int, n_shared_trials: int) -> optuna.samplers.BaseSampler:
-    """`StudyDefinition.make_sampler`'s sampler (TPE, moves on half the trials) with this setting."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    return TrialSnapshotSampler(LocalSearchSampler(tpe, local_ratio=0.5, n_shared_trials=n_shared_trials, seed=seed))
+@contextmanager
+def shared_trials(n_shared_trials: int) -> Iterator[None]:
+    """`StudyDefinition.make_sampler` builds its `LocalSearchSampler` with this setting while inside."""
+    tuned = functools.partial(local_search.LocalSearchSampler, n_shared_trials=n_shared_trials)
+    with mock.patch.object(local_search, "LocalSearchSampler", tuned):
+        yield
 
 
 def run(job: tuple[int, int | None, int]) -> dict[str, Any]:
@@ -45,7 +46,8 @@ def run(job: tuple[int, int | None, int]) -> dict[str, Any]:
     if n_shared_trials is None:
         result = search_quality.run_arm("tpe", seed, evaluations)
     else:
-        result = search_quality.run_hybridnas(seed, evaluations, study_sampler(seed, n_shared_trials))
+        with shared_trials(n_shared_trials):
+            result = search_quality.run_hybridnas(seed, evaluations)
     return {"seed": seed, "best": {n: row["best"] for n, row in result["at"].items()}}
 
 

@@ -42,11 +42,15 @@ def test_hybridnas_evaluates_each_architecture_once(seed: int) -> None:
 
 def test_the_tuning_script_at_the_default_setting_samples_what_the_study_sampler_samples() -> None:
     default = inspect.signature(LocalSearchSampler).parameters["n_shared_trials"].default
-    tuned, _, _ = search_quality.hybridnas_search(3, 60, tune_local_search.study_sampler(3, default))
+    with tune_local_search.shared_trials(default):
+        tuned, _, _ = search_quality.hybridnas_search(3, 60)
+    with tune_local_search.shared_trials(tune_local_search.SHARE_ALL):
+        shared, _, _ = search_quality.hybridnas_search(3, 60)
     factory, _, _ = search_quality.hybridnas_search(3, 60)
 
     assert len(factory.trials) > default
     assert [t.params for t in tuned.trials] == [t.params for t in factory.trials]
+    assert [t.params for t in shared.trials] != [t.params for t in factory.trials], "the setting never reached the sampler"
 
 
 def test_one_edit_neighbours_are_the_cells_that_differ_in_exactly_one_edge() -> None:

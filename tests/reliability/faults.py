@@ -191,10 +191,10 @@ def kill_mid_trial_and_check_retry(s: PgStudy, workers: dict[str, subprocess.Pop
     assert s.done() == budget
     # Besides the victim, a survivor may end FAIL "not started" a trial it asked for as the budget
     # filled (objectives/objective.py): refused before sampling, nothing of it trained.
-    not_started = [t for t in trials if t.state == TrialState.FAIL
-                   and t.user_attrs.get("fail_reason", "").startswith("not started:")]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    not_started = [t for t in failed if t.user_attrs.get("fail_reason", "").startswith("not started:")]
     assert all(not t.params and not t.intermediate_values for t in not_started), table
-    assert [t.number for t in trials if t.state == TrialState.FAIL and t not in not_started] == [victim.number]
+    assert [t.number for t in failed if t not in not_started] == [victim.number]
     after = snapshot(trials)
     for number, was in before.items():
         assert after[number] == was, number
