@@ -21,12 +21,14 @@ architectures evaluated and the repeated evaluations.
 
 `real` compares strategies on real CIFAR-10 images (the JPEG archive in ../shared/data) at one
 wall-clock budget per search on this machine, then retrains what each search found at one longer
-budget and scores it on images the searches never saw. Four arms, each seed's runs interleaved:
+budget and scores it on images the searches never saw. Five arms, each seed's runs interleaved:
 
 * hybridnas -- `search.launch` with 2 Ray workers: the factory's sampler (TPE and local-search
   moves), Hyperband, duplicates and
   infeasible samples free, the study's `timeout` as the budget;
 * tpe -- the same launch with the local-search moves off (`local_search: 0`): TPE alone;
+* warm -- the hybridnas launch with `enqueue_presets: true`: the paper presets the space holds
+  (CHAE's model in `demo`) are its first trials, at the study's training settings;
 * random -- the same launch with `sampler: random, pruner: none`;
 * tune -- what a user assembles from the same packages: Ray Tune's `OptunaSearch` over the same
   space (define-by-run) with the `ASHAScheduler`, a function trainable calling `train_model`,
@@ -40,7 +42,7 @@ retrain runs in a process of its own; its CPU time is RUSAGE_CHILDREN plus Ray's
 sampled from /proc (see `ProcessTreeSampler`).
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 3] [--retrain-epochs 15]
-                                        [--arms hybridnas tpe random tune]
+                                        [--arms hybridnas tpe warm random tune]
                                         [--presets chae samc] [--first-seed-presets ...]
                                         [--workdir DIR]
                                         [--out bench/results/search_quality_real.json]
@@ -324,7 +326,7 @@ def landscape(args: argparse.Namespace) -> None:
             print(f"{table[arch]:.3f}  {arch}  {edits} edits from the optimum, best neighbour {max(neighbours):.3f}")
 
 
-REAL_ARMS = ("hybridnas", "tpe", "random", "tune")
+REAL_ARMS = ("hybridnas", "tpe", "warm", "random", "tune")
 # The README main job's data and training, for every arm: 2,000 training and 500 validation
 # images, 1,000 more held out of the search as the test images of the retraining.
 REAL_SPLIT = {"train_subset": 2000, "val_subset": 500, "test_subset": 1000}
@@ -339,9 +341,11 @@ SAMPLE_S = 0.2
 
 def real_definition(args: argparse.Namespace, seed: int, arm: str) -> StudyDefinition:
     """The study of one arm and seed: every arm of a seed shares the split, space, epochs, limit
-    and training; the tpe arm turns the local-search moves off, the random arm swaps the sampler
-    and drops the pruner, and the tune arm reads only its data, limit and training from it."""
-    strategy = {"random": {"sampler": "random", "pruner": "none"}, "tpe": {"local_search": 0.0}}.get(arm, {})
+    and training; the tpe arm turns the local-search moves off, the warm arm queues the paper
+    presets first, the random arm swaps the sampler and drops the pruner, and the tune arm reads
+    only its data, limit and training from it."""
+    strategy = {"random": {"sampler": "random", "pruner": "none"}, "tpe": {"local_search": 0.0},
+                "warm": {"enqueue_presets": True}}.get(arm, {})
     return StudyDefinition(dataset=CIFAR, space="demo", epochs=args.epochs, seed=seed, trials=100_000,
                            timeout=args.budget_s, max_macs=args.max_macs, training=REAL_TRAINING,
                            **REAL_SPLIT, **strategy)
@@ -798,7 +802,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-macs", type=int, default=20_000_000, help="MAC limit of the searches (default 20M).")
     p.add_argument("--retrain-epochs", type=int, default=15, help="Epochs of every retraining (default 15).")
     p.add_argument("--arms", nargs="+", choices=REAL_ARMS, default=list(REAL_ARMS),
-                   help="Which arms to run (default all four): after a change to one arm, rerun only it.")
+                   help="Which arms to run (default all five): after a change to one arm, rerun only it.")
     p.add_argument("--presets", nargs="*", default=["chae", "samc"],
                    help="Paper presets retrained on every seed's split (default chae samc; none: no presets).")
     p.add_argument("--first-seed-presets", nargs="*", default=[],

@@ -179,7 +179,11 @@ class LocalSearchSampler(BaseSampler):
 
 
 class _WithoutMoves:
-    """A study whose trial lists leave out the local-search moves; everything else is the study's."""
+    """A study whose trial lists leave out the local-search moves; everything else is the study's.
+
+    Other workers' running moves are left out too, so TPE's constant liar does not steer away
+    from them; the trials table still keeps two workers from training one config (objectives/dedup.py).
+    """
 
     def __init__(self, study: Study) -> None:
         self._study = study

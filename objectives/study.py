@@ -111,14 +111,19 @@ def create_or_resume(
 def enqueue_presets(study: optuna.Study, definition: StudyDefinition) -> list[str]:
     """Queue the paper presets the space can express, at the dataset's input size and class count.
 
+    A preset trains with the study's settings (the fixed ones, the optimizer's defaults for the
+    rest) wherever the space's `training:` ranges hold them, as `retrain --presets` trains it, so
+    the search starts from the preset as a user would train it, not at a sampled learning rate.
     Only the dataset's shape is read (class count and image size), never its images.
     """
     from hybridnas.training.data import dataset_shape
 
     shape = dataset_shape(definition.dataset, data_dir=definition.data_dir)
-    found = definition.search_space().warm_start(num_classes=shape.num_classes, image_size=shape.image_size)
+    space = definition.search_space()
+    training = space.training_params(definition.train_settings("cpu"))
+    found = space.warm_start(num_classes=shape.num_classes, image_size=shape.image_size)
     for name, params in found:
-        study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
+        study.enqueue_trial({**params, **training}, user_attrs={"preset": name}, skip_if_exists=True)
     return [name for name, _ in found]
 
 

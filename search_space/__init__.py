@@ -20,7 +20,7 @@ from hybridnas.models.canonical import architecture_key
 from hybridnas.models.config import ArchConfig, parse_config
 from hybridnas.models.presets import PRESETS, preset
 from hybridnas.search_space.template import check_template, is_distribution, match_template, suggest_template
-from hybridnas.training.settings import SEARCHABLE_FIELDS, parse_settings
+from hybridnas.training.settings import SEARCHABLE_FIELDS, TrainSettings, parse_settings
 from hybridnas.search_space.union import UnionKnobs, suggest_union
 
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -54,6 +54,16 @@ class SearchSpace:
     def suggest_training(self, trial: Any) -> dict[str, Any]:
         """The trial's training settings from the `training:` section; {} without one."""
         return suggest_template(trial, self.document.get("training") or {}, "training")
+
+    def training_params(self, settings: TrainSettings) -> dict[str, Any]:
+        """The `training:` params under which a trial trains with `settings` (lr and weight decay
+        as resolved for its optimizer), field by field; a field whose value lies outside the
+        section's range is left out, for the sampler to choose."""
+        values = {**settings.model_dump(), "lr": settings.resolved_lr, "weight_decay": settings.resolved_weight_decay}
+        params: dict[str, Any] = {}
+        for field, node in (self.document.get("training") or {}).items():
+            params.update(match_template(node, values[field], f"training.{field}") or {})
+        return params
 
     def warm_start(self, *, num_classes: int, image_size: int) -> list[tuple[str, dict[str, Any]]]:
         """(preset, params) for each paper preset this space can express, for enqueue_trial."""

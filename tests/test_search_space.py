@@ -64,6 +64,7 @@ def test_family_space_samples_build_and_train(tmp_path, space):
         ("samc", ["samc"]),
         ("chae", ["chae"]),
         ("group18", ["group18"]),
+        ("demo", ["chae"]),
         ("se_r", ["se_a_resnet34", "se_r_resnet34"]),
         ("union", ["zureick", "group18", "chae", "samc", "se_resnet34", "se_resnet50",
                    "se_a_resnet34", "se_a_resnet50", "se_r_resnet34", "se_r_resnet50"]),

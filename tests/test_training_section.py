@@ -97,3 +97,26 @@ def test_a_setting_cannot_be_both_fixed_and_searched(hybridnas, tmp_path: Path, 
     code, out = hybridnas("launch", "--study", "both", "--storage", f"sqlite:///{tmp_path / 'nas.db'}", *ARGS,
                           "--space", space, "--optimizer", "adamw", "--workers", "0")
     assert code == 2 and "training: optimizer both fixed by the study and searched by the space" in out, out
+
+
+@pytest.mark.parametrize(
+    ("fixed", "expected"),
+    [
+        ({"optimizer": "adamw", "batch_size": 64}, {"lr": 0.001, "weight_decay": 0.05, "label_smoothing": 0.0}),
+        # SGD's default lr at batch 64 (0.05) lies outside the demo range [3e-4, 1e-2]: sampled.
+        ({"optimizer": "sgd", "batch_size": 64}, {"weight_decay": 0.0005, "label_smoothing": 0.0}),
+    ],
+)
+def test_a_queued_preset_trains_with_the_study_settings_that_the_space_holds(fixed, expected) -> None:
+    from hybridnas.objectives.study import enqueue_presets
+    from hybridnas.objectives.study_definition import validate_definition
+
+    definition = validate_definition({"dataset": CIFAR, "space": "demo", "training": fixed})
+    study = optuna.create_study()
+    assert enqueue_presets(study, definition) == ["chae"]
+    trial = study.ask()
+    training = definition.search_space().suggest_training(trial)
+    assert {k: training[k] for k in expected} == expected
+    assert set(training) == {"lr", "weight_decay", "label_smoothing"}
+    if "lr" not in expected:
+        assert 3e-4 <= training["lr"] <= 1e-2
