@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 RETRAIN_ATTR = "hybridnas_retrain"
 SOURCE_TRIAL = "source_trial"
 PRESET = "preset"
+SOURCE_PRESET = "source_preset"  # the preset a search trial was queued as (`enqueue_presets`)
 SEED = "seed"
 
 
@@ -141,7 +142,8 @@ def plan_retrain(
                              "the same settings to resume it")
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     have = {_job(t.user_attrs) for t in companion.get_trials(deepcopy=False, states=live)}
-    jobs = [{SOURCE_TRIAL: t.number} for t in trials] + [{PRESET: name} for name in presets]
+    jobs = [{SOURCE_TRIAL: t.number, **({SOURCE_PRESET: t.user_attrs[PRESET]} if PRESET in t.user_attrs else {})}
+            for t in trials] + [{PRESET: name} for name in presets]
     queued = 0
     for job in jobs:
         for seed in range(definition.seed, definition.seed + seeds):
@@ -185,7 +187,8 @@ def stored_plan(study: optuna.Study) -> RetrainPlan | None:
 def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
     """One row per retrained trial or preset, best first: the means over its finished seeds
     (`latency_ms_batch1` None where none was measured). A trial's row has `trial`, its number in
-    the search; a preset's has `trial` None and `preset`, its name."""
+    the search (and `source_preset` where the search queued it as a preset); a preset's has
+    `trial` None and `preset`, its name."""
     from optuna.trial import TrialState
 
     rows: dict[tuple[Any, Any], list[FrozenTrial]] = {}
@@ -199,6 +202,7 @@ def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
         out.append({
             "trial": number,
             **({"preset": preset_name} if preset_name else {}),
+            **({SOURCE_PRESET: first[SOURCE_PRESET]} if first.get(SOURCE_PRESET) else {}),
             "params": first["params"],
             "macs": first["macs"],
             "epochs": first["epochs_run"],

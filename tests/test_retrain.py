@@ -153,3 +153,34 @@ def test_top_k_takes_one_trial_per_architecture_whatever_its_training_settings()
 
     assert [t.number for t in picked] == [1, 3, 4]
     assert [t.user_attrs["training"]["lr"] for t in picked] == [0.003, 0.01, 0.01]
+
+
+@pytest.mark.usefixtures("study_env")
+def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybridnas, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """With `enqueue_presets` the search's best trial can be a paper's model; beside `--presets`
+    of the same name its row says so, rather than showing one model as two unrelated rows."""
+    from hybridnas.cli.study_cmds import _print_retrain
+    from hybridnas.models.canonical import architecture_key, canonical_config
+    from hybridnas.models.presets import preset
+    from hybridnas.objectives.dedup import ARCH_KEY
+    from hybridnas.objectives.retrain import PRESET, SOURCE_PRESET, plan_retrain, retrain_results
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    code, out = hybridnas("launch", "--study", "q", "--storage", url, *tiny_study_args(2), "--workers", "0")
+    assert code == 0, out
+    source = optuna.load_study(study_name="q", storage=open_storage(url, heartbeat_interval=None))
+    chae = preset("chae", num_classes=10, image_size=32)
+    source.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={
+        "config": canonical_config(chae), ARCH_KEY: architecture_key(chae, {}), PRESET: "chae"}))
+
+    companion, _, queued = plan_retrain("q", url, top=1, epochs=1, test=False, seeds=1)
+
+    (job,) = companion.get_trials()
+    assert queued == 1 and job.user_attrs == {SOURCE_TRIAL: 0, SOURCE_PRESET: "chae", SEED: 0}
+    companion.add_trial(optuna.trial.create_trial(value=0.55, user_attrs={
+        **job.user_attrs, "params": 370_032, "macs": 6_928_128, "epochs_run": 1, "test_top1": None}))
+    (row,) = retrain_results(companion)
+    assert row["trial"] == 0 and row[SOURCE_PRESET] == "chae" and PRESET not in row
+    _print_retrain([row])
+    assert "0 (chae)" in capsys.readouterr().out
