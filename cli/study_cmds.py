@@ -257,7 +257,9 @@ def _print_retrain(results: list[dict[str, Any]]) -> None:
     for column in ("trial", "params", "MACs", "epochs", "seeds", "val top-1", "test top-1"):
         table.add_column(column, justify="right")
     for r in results:
-        label = r.get("preset") or (f"{r['trial']} ({r['source_preset']})" if r.get("source_preset") else str(r["trial"]))
+        label = r.get("preset") or str(r["trial"])
+        if r.get("source_preset"):
+            label += f" ({r['source_preset']})"
         table.add_row(label, f"{r['params']:,}", f"{r['macs']:,}", str(r["epochs"]), str(len(r["seeds"])),
                       pct(r["val_top1"]), pct(r["test_top1"]))
     console.print(table)
