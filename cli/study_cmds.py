@@ -251,17 +251,23 @@ def _print_retrain(results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     def pct(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.2f}%"
+        return "-" if value is None else f"{100 * value:.1f}%"
 
-    table = Table(title="retrained")
+    def test_score(r: dict[str, Any]) -> str:
+        low_high = r.get("test_top1_ci95")
+        return pct(r["test_top1"]) + (f" ±{50 * (low_high[1] - low_high[0]):.1f}" if low_high else "")
+
+    images = next((r["test_images"] for r in results if r.get("test_top1_ci95")), None)
+    caption = f"test top-1 ±: half its 95% interval over the {images:,} test images" if images else None
+    table = Table(title="retrained", caption=caption)
     for column in ("trial", "params", "MACs", "epochs", "seeds", "val top-1", "test top-1"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for r in results:
         label = r.get("preset") or str(r["trial"])
         if r.get("source_preset"):
             label += f" ({r['source_preset']})"
         table.add_row(label, f"{r['params']:,}", f"{r['macs']:,}", str(r["epochs"]), str(len(r["seeds"])),
-                      pct(r["val_top1"]), pct(r["test_top1"]))
+                      pct(r["val_top1"]), test_score(r))
     console.print(table)
 
 

@@ -42,10 +42,14 @@ def train_cmd(**options: Any) -> None:
     saved = read_document(config_file)[1] if config_file is not None else {}
     given = {k: v for k, v in options.items() if k in TRAIN_FLAGS and v is not None}
     settings = parse_settings({**saved, **given, "seed": options["seed"]})
+    if options["threads"]:
+        import torch
+
+        torch.set_num_threads(options["threads"])
     data = load_data(
         options["dataset"], data_dir=options["data_dir"], val_fraction=options["val_fraction"],
-        train_subset=options["train_subset"], val_subset=options["val_subset"], with_test=options["test"],
-        seed=options["seed"], device=settings.device,
+        train_subset=options["train_subset"], val_subset=options["val_subset"], test_subset=options["test_subset"],
+        with_test=options["test"], seed=options["seed"], device=settings.device,
     )
     if preset_name is not None:
         cfg = resolve_config(None, preset_name, num_classes or data.num_classes, image_size or data.image_size)
@@ -72,7 +76,9 @@ with_parameters(train_cmd, [
     keyword("train_subset", Annotated[Optional[int], typer.Option("--train-subset", min=1, help="Train on the first N training images.")], None),
     keyword("val_subset", Annotated[Optional[int], typer.Option("--val-subset", min=1, help="Validate on the first N validation images.")], None),
     keyword("val_fraction", Annotated[float, typer.Option("--val-fraction", min=0.0, max=1.0, help="Share of the training split held out for validation.")], 0.1),
+    keyword("test_subset", Annotated[Optional[int], typer.Option("--test-subset", min=1, help="Test on the first N test images; for a dataset without a test split, N training images held out first (as a study's test_subset).")], None),
     keyword("seed", Annotated[int, typer.Option("--seed", help="Seed of the split and of training.")], 0),
+    keyword("threads", Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads; a CPU run is bit-identical only at the thread count it ran with.")], None),
     keyword("test", Annotated[bool, typer.Option("--test", help="Also report accuracy on the test split.")], False),
     keyword("out", Annotated[Optional[Path], typer.Option("--out", help="Output directory (default runs/NAME).")], None),
     keyword("num_classes", ClassesOpt, None),

@@ -165,9 +165,12 @@ def retrain(
     from hybridnas.objectives.study_definition import stored_definition
 
     source = load(study, storage)
-    companion, plan, queued = plan_retrain(study, storage, top=top, epochs=epochs, test=test, seeds=seeds,
-                                           pareto=pareto, train_subset=train_subset,
-                                           presets=tuple(presets))
+    companion, plan, queued, presets_as_trials = plan_retrain(
+        study, storage, top=top, epochs=epochs, test=test, seeds=seeds, pareto=pareto, train_subset=train_subset,
+        presets=tuple(presets))
+    for name, number in presets_as_trials.items():
+        say(f"{name}: trial {number} of the search is that preset, trained the same way; retrained once, "
+            f"as '{number} ({name})'")
     say(f"retraining in study '{companion.study_name}' for {plan.epochs} epochs: {queued} job(s) queued")
     if workers != 0:
         _run_on_ray(companion, storage, stored_definition(source), source, say, progress, workers=workers,

@@ -155,6 +155,7 @@ class Objective:
         if result.status != "ok":
             raise failed(trial, result.reason or result.status)
         trial.set_user_attr("device", result.device)
+        trial.set_user_attr("precision", result.precision)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("images_per_s", round(result.images_per_s, 1))
         trial.set_user_attr("seconds_per_epoch", round(result.seconds_per_epoch, 3))

@@ -11,12 +11,13 @@ a search; a rerun enqueues only the jobs that have not finished.
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,6 +90,16 @@ def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[
     return chosen if pareto else chosen[:top]
 
 
+class RetrainQueue(NamedTuple):
+    """What `plan_retrain` set up: the companion study, its plan, how many jobs it queued, and
+    the presets left out because a retrained search trial is that preset (name: trial number)."""
+
+    companion: optuna.Study
+    plan: RetrainPlan
+    queued: int
+    presets_as_trials: dict[str, int]
+
+
 def plan_retrain(
     study_name: str,
     storage_url: str | None,
@@ -100,13 +111,15 @@ def plan_retrain(
     pareto: bool = False,
     train_subset: int | None = None,
     presets: tuple[str, ...] = (),
-) -> tuple[optuna.Study, RetrainPlan, int]:
-    """Create or resume `NAME/retrain` and enqueue the jobs not done yet: (companion, plan, queued).
+) -> RetrainQueue:
+    """Create or resume `NAME/retrain` and enqueue the jobs not done yet.
 
     `presets` (papers' models by name) are retrained beside the trials, at the study's input
     size and with its fixed training settings, so the retrained table measures the search
-    against the documented designs. `train_subset` defaults to the search's own; a resumed plan
-    must keep its epochs, test and train subset (more trials, presets or seeds only add jobs).
+    against the documented designs; a preset that one of the retrained trials already is (queued
+    by `enqueue_presets` and trained the same way) is not retrained twice. `train_subset`
+    defaults to the search's own; a resumed plan must keep its epochs, test and train subset
+    (more trials, presets or seeds only add jobs).
     """
     import optuna
     from optuna.exceptions import ExperimentalWarning
@@ -120,7 +133,7 @@ def plan_retrain(
     if test and definition.test_subset is None and not _has_test_split(definition):
         raise UsageError(f"study '{study_name}': {definition.dataset} has no test split and the study held no "
                          "images out (test_subset); its search already saw every training image")
-    _check_presets(presets, definition)
+    preset_configs = _preset_configs(presets, definition)
     plan = RetrainPlan(source=study_name, epochs=epochs, test=test,
                        train_subset=train_subset if train_subset is not None else definition.train_subset)
     trials = pick_trials(source, top, pareto=pareto)
@@ -143,29 +156,45 @@ def plan_retrain(
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     have = {_job(t.user_attrs) for t in companion.get_trials(deepcopy=False, states=live)}
     jobs = [{SOURCE_TRIAL: t.number, **({SOURCE_PRESET: t.user_attrs[PRESET]} if PRESET in t.user_attrs else {})}
-            for t in trials] + [{PRESET: name} for name in presets]
+            for t in trials]
+    as_trials = {name: t.number for name, cfg in preset_configs.items() for t in trials
+                 if _is_that_preset(t, name, cfg, definition)}
+    jobs += [{PRESET: name} for name in preset_configs if name not in as_trials]
     queued = 0
     for job in jobs:
         for seed in range(definition.seed, definition.seed + seeds):
             if _job({**job, SEED: seed}) not in have:
                 companion.enqueue_trial({}, user_attrs={**job, SEED: seed})
                 queued += 1
-    return companion, plan, queued
+    return RetrainQueue(companion, plan, queued, as_trials)
 
 
-def _check_presets(names: tuple[str, ...], definition: StudyDefinition) -> None:
-    """Fail before anything is stored when a name is no preset or the preset cannot take the
-    study's input (only the dataset's shape is read)."""
+def _preset_configs(names: tuple[str, ...], definition: StudyDefinition) -> dict[str, ArchConfig]:
+    """Each preset at the study's input size; fails before anything is stored when a name is no
+    preset or the preset cannot take that input (only the dataset's shape is read)."""
     from hybridnas.models.presets import preset
     from hybridnas.training.data import dataset_shape
 
     unknown = sorted(set(names) - set(PRESETS))
     if unknown:
         raise UsageError(f"--presets: no preset named {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
-    if names:
-        shape = dataset_shape(definition.dataset, data_dir=definition.data_dir)
-        for name in names:
-            preset(name, num_classes=shape.num_classes, image_size=shape.image_size)
+    if not names:
+        return {}
+    shape = dataset_shape(definition.dataset, data_dir=definition.data_dir)
+    return {name: preset(name, num_classes=shape.num_classes, image_size=shape.image_size) for name in names}
+
+
+def _is_that_preset(trial: FrozenTrial, name: str, cfg: ArchConfig, definition: StudyDefinition) -> bool:
+    """Whether a search trial queued as preset `name` (`enqueue_presets`) would retrain exactly as
+    the preset's own job: the same model with the same effective training settings. Its row then
+    stands for the preset (`0 (chae)`), and the preset is not retrained a second time."""
+    from hybridnas.models.canonical import architecture_key
+    from hybridnas.objectives.results import trial_config, trial_training
+
+    if trial.user_attrs.get(PRESET) != name:
+        return False
+    same_model = architecture_key(trial_config(trial)) == architecture_key(cfg)
+    return same_model and definition.train_settings("cpu", trial_training(trial)) == definition.train_settings("cpu")
 
 
 def _job(attrs: dict[str, Any]) -> tuple[Any, ...]:
@@ -211,6 +240,9 @@ def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
             "val_top1_std": statistics.pstdev(val),
             "test_top1": statistics.fmean(test) if test else None,
             "test_top1_std": statistics.pstdev(test) if test else None,
+            "test_images": first.get("test_images"),
+            "test_top1_ci95": wilson_interval(statistics.fmean(test), first["test_images"])
+            if test and first.get("test_images") else None,
             "latency_ms_batch1": statistics.fmean(latency) if (latency := [
                 t.user_attrs["latency_ms_batch1"] for t in runs
                 if isinstance(t.user_attrs.get("latency_ms_batch1"), (int, float))]) else None,
@@ -218,6 +250,18 @@ def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
         })
     return sorted(out, key=lambda r: (-(r["test_top1"] if r["test_top1"] is not None else r["val_top1"]),
                                       r["trial"] if r["trial"] is not None else -1))
+
+
+def wilson_interval(accuracy: float, images: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured on `images` test images.
+
+    A retrained table at a CPU budget scores on about a thousand images, where two points of
+    accuracy are inside the interval: this says which differences between rows the test split
+    can tell apart (over seeds the mean is on the same images, so the interval is the same one).
+    """
+    centre = (accuracy + z * z / (2 * images)) / (1 + z * z / images)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / images + z * z / (4 * images * images)) / (1 + z * z / images)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 class RetrainObjective:
@@ -264,8 +308,9 @@ class RetrainObjective:
             raise failed(trial, result.reason or result.status)
         for key, value in {
             "params": result.params, "macs": result.macs, "epochs_run": result.epochs_run,
-            "test_top1": result.test_top1, "latency_ms_batch1": result.latency_ms_batch1,
-            "latency_ms_batch256": result.latency_ms_batch256, "device": result.device,
+            "test_top1": result.test_top1, "test_images": None if result.test_top1 is None else len(self.data.test_y),
+            "latency_ms_batch1": result.latency_ms_batch1,
+            "latency_ms_batch256": result.latency_ms_batch256, "device": result.device, "precision": result.precision,
             "train_seconds": round(time.perf_counter() - start, 1),
         }.items():
             trial.set_user_attr(key, value)

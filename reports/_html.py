@@ -224,6 +224,10 @@ def _retrained_cell(row: dict[str, Any] | None) -> str:
              f"{row['val_top1'] * 100:.1f}%")
     if row["test_top1"] is None:
         return f'<span class="muted" title="{esc(title)}">val {row["val_top1"] * 100:.1f}</span>'
+    interval = row.get("test_top1_ci95")
+    if interval:
+        title += (f"; test top-1 95% interval over {row['test_images']:,} images: "
+                  f"{interval[0] * 100:.1f}-{interval[1] * 100:.1f}%")
     std = f" ± {row['test_top1_std'] * 100:.1f}" if spread else ""
     return f'<span title="{esc(title)}">{row["test_top1"] * 100:.1f}{esc(std)}</span>'
 

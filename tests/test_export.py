@@ -40,10 +40,14 @@ def test_export_summary_train_round_trip(hybridnas, searched: str, tmp_path: Pat
     summary = json.loads(out)
     assert (summary["params"], summary["macs"]) == (best.user_attrs["params"], best.user_attrs["macs"])
 
+    # the study's splits, epochs, seed and the worker's thread count: the trial's own run again
     code, out = hybridnas("train", tmp_path / "best.yaml", "--dataset", f"folder:{ARCHIVE}", "--train-subset", "256",
-                          "--val-subset", "128", "--epochs", "1", "--out", tmp_path / "run", "--json")
+                          "--val-subset", "128", "--epochs", "2", "--seed", "0", "--threads", "1",
+                          "--out", tmp_path / "run", "--json")
     assert code == 0, out
-    assert json.loads(out[out.index("{"):])["params"] == best.user_attrs["params"]
+    metrics = json.loads(out[out.index("{"):])
+    assert metrics["params"] == best.user_attrs["params"]
+    assert (metrics["val_top1"], metrics["device"]) == (best.value, best.user_attrs["device"]) == (best.value, "cpu (1 threads)")
 
     last = study.get_trials()[-1]
     code, out = hybridnas("export", "--study", "e", "--storage", searched, "--trial", last.number,

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from helpers import json_in, tiny_study_args
+from helpers import CIFAR, json_in, tiny_study_args
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -75,6 +75,9 @@ def test_interrupted_retrain_resumes_and_skips_finished_jobs(
         assert r["epochs"] == 3 and r["seeds"] == [0, 1]
         assert 0.0 <= r["test_top1"] <= 1.0 and 0.0 <= r["val_top1"] <= 1.0
         assert r["params"] == study.trials[r["trial"]].user_attrs["params"]
+        assert r["test_images"] == TEST_IMAGES
+        low, high = r["test_top1_ci95"]
+        assert low < r["test_top1"] < high and 0.09 < high - low < 0.15  # about ±6 points on 200 images
 
 
 @pytest.fixture
@@ -110,6 +113,19 @@ def test_retrain_on_postgres_keeps_weights_that_rebuild(hybridnas, postgres_url:
         state = torch.load(path, weights_only=True)
         model = build(trial_config(study.trials[t.user_attrs[SOURCE_TRIAL]]))
         model.load_state_dict(state)
+
+    # `hybridnas train` of the exported trial, with the study's splits and seed, the retrain's
+    # epochs and the worker's thread count, is the retrain job again, to the last bit
+    job = max(companion.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    code, out = hybridnas("export", "--study", pg_name, "--storage", postgres_url, "--trial",
+                          job.user_attrs[SOURCE_TRIAL], "-o", tmp_path / "job.yaml")
+    assert code == 0, out
+    code, out = hybridnas("train", tmp_path / "job.yaml", "--dataset", CIFAR, "--train-subset", "256",
+                          "--val-subset", "128", "--test-subset", TEST_IMAGES, "--seed", "0", "--epochs", "2",
+                          "--threads", "1", "--out", tmp_path / "run", "--json")
+    assert code == 0, out
+    metrics = json_in(out)
+    assert (metrics["val_top1"], metrics["device"]) == (job.value, job.user_attrs["device"]) == (job.value, "cpu (1 threads)")
 
 
 @pytest.mark.usefixtures("study_env")
@@ -174,7 +190,7 @@ def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybri
     source.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={
         "config": canonical_config(chae), ARCH_KEY: architecture_key(chae, {}), PRESET: "chae"}))
 
-    companion, _, queued = plan_retrain("q", url, top=1, epochs=1, test=False, seeds=1)
+    companion, _, queued, _ = plan_retrain("q", url, top=1, epochs=1, test=False, seeds=1)
 
     (job,) = companion.get_trials()
     assert queued == 1 and job.user_attrs == {SOURCE_TRIAL: 0, SOURCE_PRESET: "chae", SEED: 0}
@@ -184,3 +200,57 @@ def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybri
     assert row["trial"] == 0 and row[SOURCE_PRESET] == "chae" and PRESET not in row
     _print_retrain([row])
     assert "0 (chae)" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("study_env")
+def test_a_preset_the_search_trained_the_same_way_is_retrained_once(hybridnas, tmp_path: Path) -> None:
+    """`--presets chae` beside a top trial that is CHAE with the study's own settings would train
+    one model twice with one seed; a CHAE trial whose sampled lr differs is a different job."""
+    from hybridnas.models.canonical import architecture_key, canonical_config
+    from hybridnas.models.presets import preset
+    from hybridnas.objectives.dedup import ARCH_KEY
+    from hybridnas.objectives.retrain import PRESET, SOURCE_PRESET, plan_retrain
+
+    chae = preset("chae", num_classes=10, image_size=32)
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    for name, training in (("same", {"batch_size": 64}), ("other-lr", {"batch_size": 64, "lr": 0.01})):
+        code, out = hybridnas("launch", "--study", name, "--storage", url, *tiny_study_args(2), "--workers", "0")
+        assert code == 0, out
+        source = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
+        source.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={
+            "config": canonical_config(chae), "training": training, ARCH_KEY: architecture_key(chae, training),
+            PRESET: "chae"}))
+
+    companion, _, queued, as_trials = plan_retrain("same", url, top=1, epochs=1, test=False, seeds=2,
+                                                   presets=("chae", "samc"))
+    assert as_trials == {"chae": 0} and queued == 4
+    assert {(t.user_attrs.get(SOURCE_TRIAL), t.user_attrs.get(SOURCE_PRESET), t.user_attrs.get(PRESET))
+            for t in companion.get_trials()} == {(0, "chae", None), (None, None, "samc")}
+
+    companion, _, queued, as_trials = plan_retrain("other-lr", url, top=1, epochs=1, test=False, seeds=1,
+                                                   presets=("chae",))
+    assert as_trials == {} and queued == 2
+    assert {t.user_attrs.get(PRESET) for t in companion.get_trials()} == {None, "chae"}
+
+
+def test_the_test_interval_is_newcombes_wilson_interval() -> None:
+    from hybridnas.objectives.retrain import wilson_interval
+
+    # Newcombe (1998), Stat. Med. 17:857, Table I: Wilson score intervals
+    for correct, images, expected in ((81, 263, (0.2553, 0.3662)), (15, 148, (0.0624, 0.1605)),
+                                      (0, 20, (0.0, 0.1611))):
+        assert tuple(round(x, 4) for x in wilson_interval(correct / images, images)) == expected
+
+
+def test_the_retrained_table_shows_how_far_the_test_images_let_each_score_move(
+        capsys: pytest.CaptureFixture) -> None:
+    from hybridnas.cli.study_cmds import _print_retrain
+    from hybridnas.objectives.retrain import wilson_interval
+
+    row = {"trial": 22, "params": 370_090, "macs": 6_928_186, "epochs": 15, "seeds": [0], "val_top1": 0.48,
+           "test_top1": 0.546, "test_images": 1000, "test_top1_ci95": wilson_interval(0.546, 1000)}
+    _print_retrain([row, {**row, "trial": None, "preset": "chae", "test_top1": 0.549,
+                          "test_top1_ci95": wilson_interval(0.549, 1000)}])
+    out = capsys.readouterr().out
+    assert "54.6% ±3.1" in out and "54.9% ±3.1" in out  # Wilson: 51.5-57.7 and 51.8-58.0
+    assert "half its 95% interval over the 1,000 test images" in out
