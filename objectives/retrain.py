@@ -194,7 +194,8 @@ def _is_that_preset(trial: FrozenTrial, name: str, cfg: ArchConfig, definition: 
     if trial.user_attrs.get(PRESET) != name:
         return False
     same_model = architecture_key(trial_config(trial)) == architecture_key(cfg)
-    return same_model and definition.train_settings("cpu", trial_training(trial)) == definition.train_settings("cpu")
+    trial_settings = definition.train_settings("cpu", trial_training(trial)).resolved()
+    return same_model and trial_settings == definition.train_settings("cpu").resolved()
 
 
 def _job(attrs: dict[str, Any]) -> tuple[Any, ...]:

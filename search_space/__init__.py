@@ -59,7 +59,7 @@ class SearchSpace:
         """The `training:` params under which a trial trains with `settings` (lr and weight decay
         as resolved for its optimizer), field by field; a field whose value lies outside the
         section's range is left out, for the sampler to choose."""
-        values = {**settings.model_dump(), "lr": settings.resolved_lr, "weight_decay": settings.resolved_weight_decay}
+        values = settings.resolved().model_dump()
         params: dict[str, Any] = {}
         for field, node in (self.document.get("training") or {}).items():
             params.update(match_template(node, values[field], f"training.{field}") or {})

@@ -205,7 +205,9 @@ def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybri
 @pytest.mark.usefixtures("study_env")
 def test_a_preset_the_search_trained_the_same_way_is_retrained_once(hybridnas, tmp_path: Path) -> None:
     """`--presets chae` beside a top trial that is CHAE with the study's own settings would train
-    one model twice with one seed; a CHAE trial whose sampled lr differs is a different job."""
+    one model twice with one seed; a CHAE trial whose sampled lr differs is a different job.
+    `enqueue_presets` records the optimizer's defaults as values (sgd at batch 64: lr 0.05,
+    weight decay 5e-4) where the preset's own job leaves them unset: the same training."""
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.presets import preset
     from hybridnas.objectives.dedup import ARCH_KEY
@@ -213,7 +215,8 @@ def test_a_preset_the_search_trained_the_same_way_is_retrained_once(hybridnas, t
 
     chae = preset("chae", num_classes=10, image_size=32)
     url = f"sqlite:///{tmp_path / 'nas.db'}"
-    for name, training in (("same", {"batch_size": 64}), ("other-lr", {"batch_size": 64, "lr": 0.01})):
+    same = {"batch_size": 64, "lr": 0.05, "weight_decay": 0.0005, "label_smoothing": 0.0}
+    for name, training in (("same", same), ("other-lr", {**same, "lr": 0.01})):
         code, out = hybridnas("launch", "--study", name, "--storage", url, *tiny_study_args(2), "--workers", "0")
         assert code == 0, out
         source = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))

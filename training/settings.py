@@ -82,6 +82,11 @@ class TrainSettings(BaseModel):
         """`weight_decay`, or the optimizer's default."""
         return self.weight_decay if self.weight_decay is not None else _DEFAULT_WD[self.optimizer]
 
+    def resolved(self) -> TrainSettings:
+        """These settings with lr and weight decay as the optimizer takes them (None: its default),
+        so two settings that train alike compare equal."""
+        return self.model_copy(update={"lr": self.resolved_lr, "weight_decay": self.resolved_weight_decay})
+
     @property
     def augment(self) -> AugmentSettings:
         """The augmentation fields, in the form `augment_batch` takes."""
