@@ -19,6 +19,9 @@ TEST_CACHE = Path(tempfile.gettempdir()) / "hybridnas-test-cache"
 TINY_SPACE = REPO / "tests" / "data" / "tiny-space.yaml"
 SMALL_SPACE = REPO / "tests" / "data" / "small-space.yaml"
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# The id of a worker a test runs by hand: its sampler's seed comes from it, so with a fixed id a
+# test samples the same trials on every run (the default, HOST-PID, changes with each process).
+TEST_WORKER = "test-worker"
 # Two small conv stages, the second with Luong attention: trains in a second on CIFAR-10 images.
 TINY_CONFIG = {
     "name": "tiny",

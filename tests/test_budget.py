@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import CIFAR, SMALL_SPACE
+from helpers import CIFAR, SMALL_SPACE, TEST_WORKER
 from optuna.trial import TrialState
 
 from hybridnas.objectives import objective as objective_mod
@@ -49,7 +49,7 @@ def test_ten_trials_train_ten_distinct_architectures(hybridnas, tmp_path: Path, 
     code, out = hybridnas("launch", "--study", "b", "--storage", url, *SMALL_ARGS, "--trials", "10",
                           "--max-macs", MAX_MACS, "--pruner", "none", "--workers", "0")
     assert code == 0, out
-    code, out = hybridnas("worker", "--study", "b", "--storage", url, "--threads", "1")
+    code, out = hybridnas("worker", "--study", "b", "--storage", url, "--threads", "1", "--worker-id", TEST_WORKER)
     assert code == 0, out
     assert "stopped: budget reached" in out
 
@@ -89,7 +89,7 @@ def test_a_space_with_nothing_new_stops_with_its_reason(hybridnas, tmp_path: Pat
     args = [a if a != str(SMALL_SPACE) else str(space) for a in SMALL_ARGS]
     code, out = hybridnas("launch", "--study", "x", "--storage", url, *args, "--trials", "5", "--workers", "0")
     assert code == 0, out
-    code, out = hybridnas("worker", "--study", "x", "--storage", url, "--threads", "1")
+    code, out = hybridnas("worker", "--study", "x", "--storage", url, "--threads", "1", "--worker-id", TEST_WORKER)
     assert code == 0, out
     assert "stopped: space exhausted: 2 distinct architectures in the space; the last 50 samples were repeats" in out
     trials = optuna.load_study(study_name="x", storage=open_storage(url, heartbeat_interval=None)).get_trials()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import ARCHIVE, tiny_study_args
+from helpers import ARCHIVE, TEST_WORKER, tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.models.config import load_config
@@ -20,7 +20,7 @@ def searched(hybridnas, tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     code, out = hybridnas("launch", "--study", "e", "--storage", url, *tiny_study_args(4, epochs=2), "--workers", "0")
     assert code == 0, out
-    code, out = hybridnas("worker", "--study", "e", "--storage", url, "--threads", "1")
+    code, out = hybridnas("worker", "--study", "e", "--storage", url, "--threads", "1", "--worker-id", TEST_WORKER)
     assert code == 0, out
     return url
 
@@ -79,7 +79,7 @@ def test_pareto_export_under_a_parameter_budget(hybridnas, tmp_path: Path) -> No
     code, out = hybridnas("launch", "--study", "mo", "--storage", url, *tiny_study_args(4, epochs=1),
                           "--objective", "accuracy,params", "--workers", "0")
     assert code == 0, out
-    code, out = hybridnas("worker", "--study", "mo", "--storage", url, "--threads", "1")
+    code, out = hybridnas("worker", "--study", "mo", "--storage", url, "--threads", "1", "--worker-id", TEST_WORKER)
     assert code == 0, out
     study = optuna.load_study(study_name="mo", storage=open_storage(url, heartbeat_interval=None))
     assert all(t.state == TrialState.COMPLETE for t in study.get_trials())

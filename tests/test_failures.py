@@ -6,7 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import tiny_study_args
+from helpers import TEST_WORKER, tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.storage import open_storage
@@ -20,7 +20,7 @@ def test_diverging_trials_fail_with_their_reason(hybridnas, tmp_path: Path) -> N
     code, out = hybridnas("launch", "--study", "nan", "--storage", url, *tiny_study_args(3, epochs=1),
                           "--optimizer", "sgd", "--lr", "1e12", "--workers", "0")
     assert code == 0, out
-    code, out = hybridnas("worker", "--study", "nan", "--storage", url, "--threads", "1")
+    code, out = hybridnas("worker", "--study", "nan", "--storage", url, "--threads", "1", "--worker-id", TEST_WORKER)
     assert code == 0, out
     assert f"stopped: {MAX_FAILURES_IN_A_ROW} failed trials in a row" in out
 

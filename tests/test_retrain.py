@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from helpers import CIFAR, json_in, tiny_study_args
+from helpers import CIFAR, TEST_WORKER, json_in, tiny_study_args
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -27,7 +27,7 @@ def _searched(hybridnas, url: str, name: str, *extra: str) -> optuna.Study:
     code, out = hybridnas("launch", "--study", name, "--storage", url, *tiny_study_args(6, epochs=2),
                           "--test-subset", str(TEST_IMAGES), "--pruner", "none", *extra, "--workers", "0")
     assert code == 0, out
-    code, out = hybridnas("worker", "--study", name, "--storage", url, "--threads", "1")
+    code, out = hybridnas("worker", "--study", name, "--storage", url, "--threads", "1", "--worker-id", TEST_WORKER)
     assert code == 0, out
     return optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
 

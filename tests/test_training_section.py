@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from helpers import CIFAR, TINY_SPACE, json_in
+from helpers import CIFAR, TEST_WORKER, TINY_SPACE, json_in
 
 from hybridnas.storage import open_storage
 
@@ -37,7 +37,7 @@ def test_sampled_settings_are_recorded_exported_and_trained_with(hybridnas, tmp_
     code, out = hybridnas("launch", "--study", "t", "--storage", url, *ARGS, "--space", space, "--trials", "3",
                           "--weight-decay", "0.0001", "--workers", "0")
     assert code == 0, out
-    code, out = hybridnas("worker", "--study", "t", "--storage", url, "--threads", "1")
+    code, out = hybridnas("worker", "--study", "t", "--storage", url, "--threads", "1", "--worker-id", TEST_WORKER)
     assert code == 0, out
 
     study = optuna.load_study(study_name="t", storage=open_storage(url, heartbeat_interval=None))
