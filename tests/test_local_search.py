@@ -72,6 +72,32 @@ def test_when_the_best_trial_has_no_untried_neighbour_a_move_starts_from_the_nex
     assert study.trials[move["base"]].value == 11
 
 
+START_UP = [
+    {f"edge{i}": "none" for i in range(4)},
+    {"edge0": "conv3x3", "edge1": "none", "edge2": "none", "edge3": "none"},
+    {"edge0": "none", "edge1": "conv1x1", "edge2": "none", "edge3": "none"},
+    {"edge0": "none", "edge1": "none", "edge2": "skip", "edge3": "none"},
+    {f"edge{i}": "skip" for i in range(4)},
+]
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize("seed", range(5))
+def test_a_move_makes_the_edit_the_finished_trials_predict_best(direction: str, seed: int) -> None:
+    """From the best start-up cell (all skip), the one trial that put conv3x3 on edge0 scored 3
+    above the all-none cell: the move puts conv3x3 on edge0, of the twelve edits it could make
+    (a random edit would be that one on all five seeds with probability 12**-5)."""
+    sign = 1 if direction == "maximize" else -1
+    study = optuna.create_study(direction=direction, sampler=moves_only(seed=seed))
+    for params in START_UP:
+        study.enqueue_trial(params)
+    study.optimize(lambda trial: sign * cell(trial), n_trials=6)
+
+    move = study.trials[5]
+    assert move.system_attrs[LOCAL_SEARCH_ATTR] == {"base": 4, "param": "edge0"}
+    assert move.params == {**START_UP[4], "edge0": "conv3x3"}
+
+
 class RecordingSampler(optuna.samplers.RandomSampler):
     """Random sampling that records, per trial, which trials the study it is handed shows."""
 

@@ -16,11 +16,12 @@ import search_quality  # noqa: E402
 import tune_local_search  # noqa: E402
 
 from hybridnas.objectives.dedup import ARCH_KEY, DUPLICATE_OF  # noqa: E402
+from hybridnas.objectives import local_search  # noqa: E402
 from hybridnas.objectives.local_search import LocalSearchSampler  # noqa: E402
 from hybridnas.objectives.study import counts_toward_budget  # noqa: E402
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [2, 3])
 def test_hybridnas_evaluates_each_architecture_once(seed: int) -> None:
     study, trace, stopped = search_quality.hybridnas_search(seed, 60)
     trials = study.get_trials(deepcopy=False)
@@ -42,15 +43,19 @@ def test_hybridnas_evaluates_each_architecture_once(seed: int) -> None:
 
 def test_the_tuning_script_at_the_default_setting_samples_what_the_study_sampler_samples() -> None:
     default = inspect.signature(LocalSearchSampler).parameters["n_shared_trials"].default
-    with tune_local_search.shared_trials(default):
+    with tune_local_search.shared_trials(default), tune_local_search.move_model(local_search._RIDGE):
         tuned, _, _ = search_quality.hybridnas_search(3, 60)
     with tune_local_search.shared_trials(tune_local_search.SHARE_ALL):
         shared, _, _ = search_quality.hybridnas_search(3, 60)
+    with tune_local_search.move_model(tune_local_search.RANDOM_EDIT):
+        random_edits, _, _ = search_quality.hybridnas_search(3, 60)
     factory, _, _ = search_quality.hybridnas_search(3, 60)
 
+    sampled = [t.params for t in factory.trials]
     assert len(factory.trials) > default
-    assert [t.params for t in tuned.trials] == [t.params for t in factory.trials]
-    assert [t.params for t in shared.trials] != [t.params for t in factory.trials], "the setting never reached the sampler"
+    assert [t.params for t in tuned.trials] == sampled
+    assert [t.params for t in shared.trials] != sampled, "the shared-trials setting never reached the sampler"
+    assert [t.params for t in random_edits.trials] != sampled, "the move model setting never reached the sampler"
 
 
 def test_one_edit_neighbours_are_the_cells_that_differ_in_exactly_one_edge() -> None:
