@@ -10,7 +10,8 @@ the NAS benchmarks (White et al., "Local search is state of the art for NAS benc
 
 A move takes the best trial (one of the Pareto front with two objectives) and changes one of its
 discrete parameters (categorical, or an int with at most 64 values) to a value that no earlier
-trial paired with the rest of its parameters. Of those edits it makes the one the finished trials
+trial paired with the rest of its parameters (those the change brings in or drops aside: an edit
+that brings in a stage is made once, not once per way of sampling the stage). Of those edits it makes the one the finished trials
 predict best: a ridge regression of their values on their discrete parameter values (an additive
 model, one effect per parameter value) scores each edit by the new value's effect minus the old
 one's, ties broken at random. A random edit spends most moves on values the study has already
@@ -168,10 +169,10 @@ class LocalSearchSampler(BaseSampler):
             return None
         complete = [t for t in finished if t.state == TrialState.COMPLETE]
         for base in self._best_first(complete, study.directions):
-            seen = {_frozen(t.params) for t in trials if t.params.keys() == base.params.keys()}
+            tried = _tried_edits(base, trials)
             options = {
                 name: values for name, distribution in sorted(base.distributions.items())
-                if (values := _new_values(name, distribution, base.params, seen))
+                if (values := _new_values(name, distribution, base.params[name], tried))
             }
             if options:
                 if len(study.directions) > 1:
@@ -225,18 +226,31 @@ def _not_moves(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if LOCAL_SEARCH_ATTR not in t.system_attrs]
 
 
-def _new_values(
-    name: str, distribution: BaseDistribution, params: dict[str, Any], seen: set[frozenset[tuple[str, Any]]]
-) -> list[Any]:
-    """What discrete parameter `name` may change to: the values that make `params` a combination
-    no trial has had. None for a continuous parameter (or an int too wide to list)."""
+def _tried_edits(base: FrozenTrial, trials: list[FrozenTrial]) -> set[tuple[str, Any]]:
+    """The one-parameter edits of `base` that some trial is: (name, value) of every trial that
+    differs from `base` in exactly one of the parameters they share. The parameters an edit brings
+    in (a stage's blocks when the stage count grows) or drops follow from the edited value in a
+    define-by-run space, so they are not compared: an edit that brings some in is tried once,
+    whatever values they were sampled with."""
+    tried = set()
+    for trial in trials:
+        differing = [name for name, value in base.params.items()
+                     if name in trial.params and trial.params[name] != value]
+        if len(differing) == 1:
+            tried.add((differing[0], trial.params[differing[0]]))
+    return tried
+
+
+def _new_values(name: str, distribution: BaseDistribution, current: Any, tried: set[tuple[str, Any]]) -> list[Any]:
+    """What discrete parameter `name` may change to from `current`: the values no trial has tried
+    as that edit. None for a continuous parameter (or an int too wide to list)."""
     if distribution.single() or not _is_enumerable(distribution):
         return []
     if isinstance(distribution, CategoricalDistribution):
         values = list(distribution.choices)
     else:
         values = list(range(distribution.low, distribution.high + 1, distribution.step))
-    return [v for v in values if v != params[name] and _frozen({**params, name: v}) not in seen]
+    return [v for v in values if v != current and (name, v) not in tried]
 
 
 def _is_enumerable(distribution: BaseDistribution) -> bool:
@@ -281,8 +295,3 @@ def _best_trials(complete: list[FrozenTrial], directions: Sequence[StudyDirectio
         bool(np.any(np.all(losses <= row, axis=1) & np.any(losses < row, axis=1))) for row in losses
     ]
     return [t for t, is_dominated in zip(complete, dominated) if not is_dominated]
-
-
-def _frozen(params: dict[str, Any]) -> frozenset[tuple[str, Any]]:
-    return frozenset(params.items())
-

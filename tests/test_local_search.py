@@ -180,6 +180,29 @@ def test_parameters_a_move_brings_in_come_from_the_base_sampler() -> None:
                                                                                      trial.params["depth"])}
 
 
+def test_an_edit_that_brings_in_parameters_is_made_once_from_each_base() -> None:
+    """Kind `b` brings in an `extra` op. From the four kind-`a` cells, once each op has been tried,
+    the only edit left is kind `b`: it is made once from each, not again with every new sample of
+    `extra` (such trials differ from all before them in a parameter the base never had)."""
+
+    def conditional(trial: optuna.Trial) -> float:
+        op = OPS.index(trial.suggest_categorical("op", OPS))
+        if trial.suggest_categorical("kind", ["a", "b"]) == "b":
+            trial.suggest_categorical("extra", OPS)
+            return op - 10
+        return op
+
+    sampler = LocalSearchSampler(optuna.samplers.RandomSampler(seed=0), local_ratio=1.0, n_startup_trials=4, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for op in OPS:
+        study.enqueue_trial({"op": op, "kind": "a"})
+    study.optimize(conditional, n_trials=8)
+
+    to_b = [t.system_attrs[LOCAL_SEARCH_ATTR] for t in study.trials[4:]]
+    assert all(move["param"] == "kind" for move in to_b)
+    assert sorted(move["base"] for move in to_b[:4]) == [0, 1, 2, 3]
+
+
 def cell_and_lr(trial: optuna.Trial) -> float:
     return cell(trial) + lr_only(trial)
 
