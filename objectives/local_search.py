@@ -175,15 +175,22 @@ class LocalSearchSampler(BaseSampler):
                 if (values := _new_values(name, distribution, base.params[name], tried))
             }
             if options:
-                if len(study.directions) > 1:
-                    param = sorted(options)[self._rng.randint(len(options))]
-                    values = options[param]
-                    return _Move(base, param, values[self._rng.randint(len(values))])
-                edits = [(name, value) for name in sorted(options) for value in options[name]]
-                gains = _predicted_gains(edits, base, complete, study.directions[0])
-                best = np.flatnonzero(gains >= gains.max() - _TIE)
-                return _Move(base, *edits[best[self._rng.randint(len(best))]])
+                return _Move(base, *self._choose_edit(options, base, complete, study.directions))
         return None
+
+    def _choose_edit(
+        self, options: dict[str, list[Any]], base: FrozenTrial, complete: list[FrozenTrial],
+        directions: Sequence[StudyDirection],
+    ) -> tuple[str, Any]:
+        """The edit of `base` the finished trials predict best (ties at random); with two
+        objectives a random parameter, then a random value of it."""
+        if len(directions) > 1:
+            param = sorted(options)[self._rng.randint(len(options))]
+            return param, options[param][self._rng.randint(len(options[param]))]
+        edits = [(name, value) for name in sorted(options) for value in options[name]]
+        gains = _predicted_gains(edits, base, complete, directions[0])
+        best = np.flatnonzero(gains >= gains.max() - _TIE)
+        return edits[best[self._rng.randint(len(best))]]
 
     def _best_first(self, complete: list[FrozenTrial], directions: Sequence[StudyDirection]) -> Iterator[FrozenTrial]:
         """The trials by rank: the best (the Pareto front, in random order), then the best of the
