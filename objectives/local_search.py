@@ -11,14 +11,14 @@ the NAS benchmarks (White et al., "Local search is state of the art for NAS benc
 A move takes the best trial (one of the Pareto front with two objectives) and changes one of its
 discrete parameters (categorical, or an int with at most 64 values) to a value that no earlier
 trial paired with the rest of its parameters (those the change brings in or drops aside: an edit
-that brings in a stage is made once, not once per way of sampling the stage). Of those edits it makes the one the finished trials
-predict best: a ridge regression of their values on their discrete parameter values (an additive
-model, one effect per parameter value) scores each edit by the new value's effect minus the old
-one's, ties broken at random. A random edit spends most moves on values the study has already
-seen do badly (an edge set to `none` in a NAS cell); on NAS-Bench-201 the predicted edit found
-better cells than a random one by 50 and 100 evaluations, and about as good by 25 and 200
-(docs/benchmarks.md). With two objectives the
-edit is random: one additive model does not rank edits along a Pareto front. Continuous parameters
+that brings in a stage is made once, not once per way of sampling the stage). Of those edits it
+makes the one the finished trials predict best: a ridge regression of their values on their
+discrete parameter values (an additive model, one effect per parameter value) scores each edit by
+the new value's effect minus the old one's, ties broken at random. A random edit spends most
+moves on values the study has already seen do badly (an edge set to `none` in a NAS cell); on
+NAS-Bench-201 the predicted edit found better cells than a random one by 50 and 100 evaluations,
+and about as good by 25 and 200 (docs/benchmarks.md). With two objectives the edit is random:
+one additive model does not rank edits along a Pareto front. Continuous parameters
 (learning rate, weight decay, a wide int) are never moved: a move keeps the base trial's values,
 and TPE's own trials search them. A one-edit neighbourhood is finite only over discrete values;
 with a float among the moved parameters every trial would always have an untried neighbour, so

@@ -15,8 +15,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import search_quality  # noqa: E402
 import tune_local_search  # noqa: E402
 
-from hybridnas.objectives.dedup import ARCH_KEY, DUPLICATE_OF  # noqa: E402
 from hybridnas.objectives import local_search  # noqa: E402
+from hybridnas.objectives.dedup import ARCH_KEY, DUPLICATE_OF  # noqa: E402
 from hybridnas.objectives.local_search import LocalSearchSampler  # noqa: E402
 from hybridnas.objectives.study import counts_toward_budget  # noqa: E402
 
