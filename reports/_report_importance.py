@@ -37,8 +37,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hybridnas.common import ConfigError
 from hybridnas.objectives.study_definition import USER_ATTR
-from hybridnas.search_space.template import is_distribution
+from hybridnas.search_space import space_from_document
+from hybridnas.search_space.grammar import is_choice, is_distribution, options
 
 OTHER = "other"
 STAGES = "stages: count and depth"
@@ -76,8 +78,9 @@ def template_aliases(space: Any) -> dict[str, str]:
         if is_distribution(node):
             if isinstance(node.get("name"), str):
                 aliases.setdefault(node["name"], path)
-            for option in node.get("choice") or []:
-                walk(option, path)
+            if is_choice(node):
+                for option in options(node):
+                    walk(option, path)
         elif isinstance(node, dict):
             for key, value in node.items():
                 walk(value, f"{path}.{key}" if path else str(key))
@@ -85,9 +88,12 @@ def template_aliases(space: Any) -> dict[str, str]:
             for i, value in enumerate(node):
                 walk(value, f"{path}.{i}" if path else str(i))
 
-    if isinstance(space, dict):
-        walk(space.get("template"), "")
-        walk(space.get("training"), "training")
+    try:
+        space = space_from_document(space).document  # a study stored in the old spelling too
+    except ConfigError:
+        return aliases
+    walk(space.get("template"), "")
+    walk(space.get("training"), "training")
     return aliases
 
 

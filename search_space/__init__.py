@@ -4,6 +4,9 @@ Two kinds of space file:
 - `kind: union` -- ranges for the union program (search_space/union.py) over every knob;
 - `kind: template` -- a config whose leaves may be distributions (search_space/template.py),
   used by the family spaces that mirror what each paper searched.
+Both may have a `training:` section. Ranges and choices are written the same way in every
+section (search_space/grammar.py); a loaded space holds its document in that grammar, the old
+spelling rewritten, which is what a study stores and `format_space` prints.
 Built-in spaces live in search_space/spaces/; copy one, edit it, pass the file's path.
 """
 
@@ -11,17 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
+import yaml
 from pydantic import ValidationError
 
 from hybridnas.common import ConfigError, read_document_file
 from hybridnas.models.canonical import architecture_key
 from hybridnas.models.config import ArchConfig, parse_config
 from hybridnas.models.presets import PRESETS, preset
-from hybridnas.search_space.template import check_template, is_distribution, match_template, suggest_template
+from hybridnas.search_space.grammar import FORMS, edge_values, is_choice, is_range, normalize_entry
+from hybridnas.search_space.template import match_template, suggest_template
+from hybridnas.search_space.union import FloatRange, IntRange, UnionKnobs, suggest_union
 from hybridnas.training.settings import SEARCHABLE_FIELDS, TrainSettings, parse_settings
-from hybridnas.search_space.union import UnionKnobs, suggest_union
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 BUILTIN_SPACES = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
@@ -38,7 +43,7 @@ class SearchSpace:
     def suggest(self, trial: Any, *, num_classes: int, image_size: int) -> ArchConfig:
         """Define-by-run: ask the trial for every knob this architecture needs."""
         if self.kind == "union":
-            data = suggest_union(trial, UnionKnobs.model_validate(self.document.get("knobs", {})),
+            data = suggest_union(trial, UnionKnobs.model_validate(knob_values(self.document.get("knobs") or {})),
                                  num_classes=num_classes, image_size=image_size)
         else:
             data = suggest_template(trial, self.document["template"])
@@ -53,7 +58,8 @@ class SearchSpace:
 
     def suggest_training(self, trial: Any) -> dict[str, Any]:
         """The trial's training settings from the `training:` section; {} without one."""
-        return suggest_template(trial, self.document.get("training") or {}, "training")
+        return {field: suggest_template(trial, node, f"training.{field}", lists_are_choices=True)
+                for field, node in (self.document.get("training") or {}).items()}
 
     def training_params(self, settings: TrainSettings) -> dict[str, Any]:
         """The `training:` params under which a trial trains with `settings` (lr and weight decay
@@ -62,7 +68,7 @@ class SearchSpace:
         values = settings.resolved().model_dump()
         params: dict[str, Any] = {}
         for field, node in (self.document.get("training") or {}).items():
-            params.update(match_template(node, values[field], f"training.{field}") or {})
+            params.update(match_template(node, values[field], f"training.{field}", lists_are_choices=True) or {})
         return params
 
     def warm_start(self, *, num_classes: int, image_size: int) -> list[tuple[str, dict[str, Any]]]:
@@ -185,7 +191,8 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 
 
 def space_from_document(document: Any, source: str = "space") -> SearchSpace:
-    """Validate a space document (as stored in a study) and wrap it."""
+    """Validate a space document (a file, or as stored in a study) and wrap it, its entries
+    normalized to the one grammar: the old spelling and the new load to the same document."""
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     kind = document.get("kind")
@@ -197,55 +204,124 @@ def space_from_document(document: Any, source: str = "space") -> SearchSpace:
     unknown = set(document) - {"kind", "name", "description", "knobs", "template", "training"}
     if unknown:
         raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
+    try:
+        document = {**document, **_normalized_sections(document, kind)}
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
     _check_training(document.get("training"), source)
     if kind == "union":
         try:
-            UnionKnobs.model_validate(document.get("knobs") or {})
+            UnionKnobs.model_validate(knob_values(document["knobs"]))
         except ValidationError as err:
             first = err.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             msg = first["msg"].removeprefix("Value error, ")
             # model-level checks have no location; their messages start with the field name
             raise ConfigError(f"{source}: knobs.{loc}: {msg}" if loc else f"{source}: knobs.{msg}") from None
-        document = {**document, "knobs": document.get("knobs") or {}}
-    else:
-        template = document.get("template")
-        if not isinstance(template, dict) or "stages" not in template:
-            raise ConfigError(f"{source}: template: a template space needs a config with stages")
-        problems = check_template(template)
-        if problems:
-            raise ConfigError(f"{source}: template.{problems[0]}")
     return SearchSpace(name=name, kind=kind, document=document)
 
 
+def _normalized_sections(document: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The space's `knobs:`, `template:` and `training:` in the one grammar (ConfigError names the entry)."""
+    out: dict[str, Any] = {}
+    training = document.get("training")
+    if isinstance(training, dict):
+        out["training"] = {field: normalize_entry(node, f"training.{field}", lists_are_choices=True)
+                           for field, node in training.items()}
+    if kind == "union":
+        knobs = document.get("knobs") or {}
+        if not isinstance(knobs, dict):
+            raise ConfigError("knobs: expected a mapping of knob names to their values")
+        out["knobs"] = {knob: _knob(knob, normalize_entry(node, f"knobs.{knob}", lists_are_choices=True))
+                        for knob, node in knobs.items()}
+    else:
+        template = document.get("template")
+        if not isinstance(template, dict) or "stages" not in template:
+            raise ConfigError("template: a template space needs a config with stages")
+        out["template"] = normalize_entry(template, "template")
+    return out
+
+
+def _knob(knob: str, node: Any) -> Any:
+    """A normalized knob entry, refused where the union program cannot read it that way: a
+    knob of values to choose from takes a choice or one value, a range knob a range or one value."""
+    field = UnionKnobs.model_fields.get(knob)
+    if field is None:
+        return node  # UnionKnobs names the unknown knob
+    where = f"knobs.{knob}"
+    if isinstance(node, dict) and "name" in node:
+        raise ConfigError(f"{where}: name: the union program names its own parameters")
+    if field.annotation in (IntRange, FloatRange):
+        if is_choice(node, lists_are_choices=True):
+            raise ConfigError(f"{where}: takes a range {{low: L, high: H, step: S}} or a value, not a choice")
+    elif get_origin(field.annotation) is list:
+        if is_range(node):
+            raise ConfigError(f"{where}: takes a choice [a, b, ...] or a value, not a range")
+    elif is_choice(node, lists_are_choices=True) or is_range(node):
+        raise ConfigError(f"{where}: takes a value, not a choice or a range; {FORMS}")
+    return node
+
+
+def knob_values(knobs: dict[str, Any]) -> dict[str, Any]:
+    """Normalized knobs as UnionKnobs reads them: one value of a choice knob is a one-option
+    choice, one value of a range knob a range from it to itself."""
+    out = dict(knobs)
+    for knob, node in knobs.items():
+        field = UnionKnobs.model_fields.get(knob)
+        if field is None or is_choice(node, lists_are_choices=True) or is_range(node):
+            continue
+        if field.annotation in (IntRange, FloatRange):
+            out[knob] = {"low": node, "high": node}
+        elif get_origin(field.annotation) is list:
+            out[knob] = [node]
+    return out
+
+
+class _Entry(dict):
+    """A range or choice mapping, written on one line as a space file writes it."""
+
+
+class _SpaceDumper(yaml.SafeDumper):
+    pass
+
+
+_SpaceDumper.add_representer(
+    _Entry, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
+
+
+def _flow_entries(node: Any) -> Any:
+    if is_choice(node) or is_range(node):
+        return _Entry({k: _flow_entries(v) for k, v in node.items()})
+    if isinstance(node, dict):
+        return {k: _flow_entries(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_flow_entries(v) for v in node]
+    return node
+
+
+def format_space(space: SearchSpace) -> str:
+    """The space file in the one grammar, as YAML that loads to the same distributions
+    (`hybridnas sample --space FILE --print-space`, to migrate a file in the old spelling)."""
+    return yaml.dump(_flow_entries(space.document), Dumper=_SpaceDumper, sort_keys=False,
+                     default_flow_style=None, width=110, allow_unicode=True)
+
+
 def _check_training(section: Any, source: str) -> None:
-    """A `training:` section maps searchable TrainSettings fields to a value or a distribution
-    (the template syntax); every value it can produce must be a valid setting."""
+    """A `training:` section maps searchable TrainSettings fields to a value, a choice or a
+    range; every value it can produce must be a valid setting."""
     if section is None:
         return
     if not isinstance(section, dict):
         raise ConfigError(f"{source}: training: expected a mapping of training settings")
-    for field, leaf in section.items():
+    for field, node in section.items():
         where = f"{source}: training.{field}"
         if field not in SEARCHABLE_FIELDS:
             raise ConfigError(f"{where}: not a searchable training setting; choose from {', '.join(SEARCHABLE_FIELDS)}")
-        problems = check_template(leaf, f"training.{field}")
-        if problems:
-            raise ConfigError(f"{source}: {problems[0]}")
-        for value in _leaf_values(leaf):
+        for value in edge_values(node, lists_are_choices=True):
             try:
                 parse_settings({field: value})
             except ConfigError as err:
                 raise ConfigError(f"{where}: {err}") from None
-
-
-def _leaf_values(leaf: Any) -> list[Any]:
-    """The values a leaf can take at its edges: itself, each choice, or a range's two ends."""
-    if not is_distribution(leaf):
-        return [leaf]
-    if "choice" in leaf:
-        return [v for option in leaf["choice"] for v in _leaf_values(option)]
-    return list(leaf["int"] if "int" in leaf else leaf["float"])
 
 
 def sample_configs(

@@ -83,8 +83,8 @@ def test_ten_trials_train_ten_distinct_architectures(hybridnas, tmp_path: Path, 
 @pytest.mark.usefixtures("study_env")
 def test_a_space_with_nothing_new_stops_with_its_reason(hybridnas, tmp_path: Path) -> None:
     space = tmp_path / "two.yaml"
-    space.write_text(SMALL_SPACE.read_text().replace("{choice: [8, 16, 32], name: c1}", "8")
-                     .replace("{choice: [16, 32], name: c2}", "16").replace("{choice: [3, 5], name: k2}", "3"))
+    space.write_text(SMALL_SPACE.read_text().replace("{choices: [8, 16, 32], name: c1}", "8")
+                     .replace("{choices: [16, 32], name: c2}", "16").replace("{choices: [3, 5], name: k2}", "3"))
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     args = [a if a != str(SMALL_SPACE) else str(space) for a in SMALL_ARGS]
     code, out = hybridnas("launch", "--study", "x", "--storage", url, *args, "--trials", "5", "--workers", "0")

@@ -122,7 +122,7 @@ def test_user_copy_of_a_builtin_space_loads_by_path(tmp_path):
 
     copy = tmp_path / "mine.yaml"
     text = (SPACES_DIR / "zureick.yaml").read_text()
-    copy.write_text(text.replace("{int: [16, 512], step: 16, name: f1}", "{int: [32, 512], step: 32, name: f1}"))
+    copy.write_text(text.replace("{low: 16, high: 512, step: 16, name: f1}", "{low: 32, high: 512, step: 32, name: f1}"))
     widths = [cfg.stages[0].channels for cfg in sample_configs(load_space(copy), 8, seed=1)]
     assert all(w % 32 == 0 for w in widths)
     assert any(w % 64 for w in widths)

@@ -15,10 +15,10 @@ from hybridnas.storage import open_storage
 
 TRAINING = """
 training:
-  optimizer: {choice: [sgd, adamw]}
-  lr: {float: [0.001, 0.1], log: true}
-  label_smoothing: {choice: [0.0, 0.1]}
-  batch_size: {choice: [32, 64]}
+  optimizer: [sgd, adamw]
+  lr: {low: 0.001, high: 0.1, log: true}
+  label_smoothing: [0.0, 0.1]
+  batch_size: [32, 64]
 """
 ARGS = ["--dataset", CIFAR, "--train-subset", "256", "--val-subset", "128", "--epochs", "1", "--seed", "0"]
 
@@ -78,10 +78,12 @@ def test_sampled_settings_are_recorded_exported_and_trained_with(hybridnas, tmp_
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ("training:\n  epochs: {int: [1, 5]}\n", "training.epochs: not a searchable training setting"),
-        ("training:\n  optimizer: {choice: [sgd, lion]}\n", "training.optimizer: TrainSettings(optimizer='lion')"),
-        ("training:\n  lr: {float: [0.0, 0.1]}\n", "training.lr: TrainSettings(lr=0.0): lr: Input should be greater than 0"),
+        ("training:\n  epochs: {low: 1, high: 5}\n", "training.epochs: not a searchable training setting"),
+        ("training:\n  optimizer: [sgd, lion]\n", "training.optimizer: TrainSettings(optimizer='lion')"),
+        ("training:\n  lr: {low: 0.0, high: 0.1}\n", "training.lr: TrainSettings(lr=0.0): lr: Input should be greater than 0"),
+        ("training:\n  lr: {low: 0.1, high: 0.01}\n", "training.lr: low 0.1 is above high 0.01"),
         ("training:\n  lr: {float: [0.1, 0.01]}\n", "training.lr: low 0.1 is above high 0.01"),
+        ("training:\n  lr: {min: 0.1, max: 0.2}\n", "training.lr: {min, max} is neither a range nor a choice; accepted forms:"),
         ("training: [sgd]\n", "training: expected a mapping of training settings"),
     ],
 )
