@@ -7,6 +7,7 @@ choices and help text live on the model, and a new field is a new flag without C
 from __future__ import annotations
 
 import inspect
+import os
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
@@ -14,25 +15,64 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 import typer
 from pydantic import BaseModel
 
+from hybridnas.objectives.study_definition import STUDY_NAME_MAX, check_study_name
+
 StorageOpt = Annotated[
     Optional[str],
     typer.Option("--storage", help="Storage URL (default: $HYBRIDNAS_STORAGE, else sqlite:///hybridnas.db)."),
 ]
-StudyOpt = Annotated[str, typer.Option("--study", help="Study name.")]
+
+# --study is checked as it is parsed, before any command opens the storage.
+StudyOpt = Annotated[str, typer.Option("--study", help=f"Study name (1 to {STUDY_NAME_MAX} printable characters).",
+                                       callback=check_study_name)]
 MaxParamsOpt = Annotated[Optional[int], typer.Option("--max-params", min=1, help="Parameter limit.")]
 MaxMacsOpt = Annotated[Optional[int], typer.Option("--max-macs", min=1, help="MAC limit (one image).")]
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write.")]
 
+
+def _writable(path: Path, want_dir: bool) -> Path:
+    """`path` if a file (or with `want_dir`, a directory) can be written there, else BadParameter.
+
+    Checked as the flag is parsed and without creating anything: a file in the way, or a folder
+    that cannot be written, is one error line before the work, not a traceback after it.
+    """
+    if path.exists():
+        if path.is_dir() != want_dir:
+            raise typer.BadParameter(f"{path} is {'a file, not a directory' if want_dir else 'a directory'}")
+        target = path
+    else:
+        target = next(parent for parent in path.absolute().parents if parent.exists())
+        if not target.is_dir():
+            raise typer.BadParameter(f"{target} is a file, not a directory")
+    if not os.access(target, os.W_OK):
+        raise typer.BadParameter(f"cannot write {target}")
+    return path
+
+
+def output_file(path: Path | None) -> Path | None:
+    """Callback of an option naming a file to write."""
+    return None if path is None else _writable(path, want_dir=False)
+
+
+def output_dir(path: Path | None) -> Path | None:
+    """Callback of an option naming a directory to write into (made if missing)."""
+    return None if path is None else _writable(path, want_dir=True)
+
+
+# Far more than any machine or cluster here has: a typo is refused before Ray or torch sees it.
+MAX_WORKERS = 4096
+MAX_THREADS = 1024
+
 # How a command runs its Ray workers (launch, retrain).
 WorkersOpt = Annotated[Optional[int], typer.Option(
-    "--workers", min=0, help="Ray workers to start (default: one per GPU of the cluster, or one per --threads CPUs "
+    "--workers", min=0, max=MAX_WORKERS, help="Ray workers to start (default: one per GPU of the cluster, or one per --threads CPUs "
     "on a CPU-only one; 0: only queue the work).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", min=1, help="torch CPU threads per worker, and its CPU share on a CPU-only cluster (default 1).")]
+    "--threads", min=1, max=MAX_THREADS, help="torch CPU threads per worker, and its CPU share on a CPU-only cluster (default 1).")]
 GpusPerWorkerOpt = Annotated[float, typer.Option(
-    "--gpus-per-worker", min=0.01, help="GPUs each worker takes; 0.5 packs two on one GPU (Ray does not split its memory).")]
+    "--gpus-per-worker", min=0.01, max=64, help="GPUs each worker takes; 0.5 packs two on one GPU (Ray does not split its memory).")]
 CpusPerWorkerOpt = Annotated[Optional[int], typer.Option(
-    "--cpus-per-worker", min=1, help="CPUs each worker reserves (default: 1 with GPUs, --threads without).")]
+    "--cpus-per-worker", min=1, max=MAX_THREADS, help="CPUs each worker reserves (default: 1 with GPUs, --threads without).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--ray-address", help="A running Ray cluster, HOST:PORT (default $RAY_ADDRESS, else a new local Ray).")]
 ArtifactsOpt = Annotated[Optional[str], typer.Option(
@@ -42,7 +82,7 @@ HeartbeatOpt = Annotated[int, typer.Option(
     "--heartbeat-interval", min=1, help="Seconds between heartbeats of a running trial.")]
 GraceOpt = Annotated[Optional[int], typer.Option(
     "--grace-period", min=1, help="Fail and re-queue a trial whose last heartbeat is older than this "
-    "(default: twice the interval).")]
+    "(at least twice the interval, the default).")]
 
 
 def _flag_type(annotation: Any) -> Any:

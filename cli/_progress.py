@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
 
 
-def trial_line(t: FrozenTrial) -> str:
-    """One finished trial: state, result or reason, size, time and worker (rich markup)."""
+def trial_line(t: FrozenTrial) -> Text:
+    """One finished trial: state, result or reason, size, time and worker. The state is coloured
+    by style, not markup, so a fail reason or worker name in brackets prints as it is."""
     attrs = t.user_attrs
     state = t.state.name
-    parts = [f"trial {t.number:>3}", f"[{_STATE_STYLE.get(state, 'white')}]{state:<8}[/]"]
+    parts: list[str] = []
     if "duplicate_of" in attrs:
         parts.append(f"same as trial {attrs['duplicate_of']}")
     elif state == "COMPLETE":
@@ -42,7 +43,8 @@ def trial_line(t: FrozenTrial) -> str:
     if "preset" in attrs:
         parts.append(f"preset {attrs['preset']}")
     parts.append(f"{attrs.get('wall_seconds', 0):.1f}s  {attrs.get('worker', '')}")
-    return "  ".join(parts)
+    return Text.assemble(f"trial {t.number:>3}  ", (f"{state:<8}", _STATE_STYLE.get(state, "white")),
+                         "  ", "  ".join(parts))
 
 
 def duration(seconds: float | None) -> str:

@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from hybridnas.cli._console import make_console
+from hybridnas.cli._options import output_dir
 from hybridnas.common import UsageError
 from hybridnas.models.papers import PAPER_MODELS, Figure
 from hybridnas.models.presets import PRESETS, preset
+from hybridnas.training.settings import MAX_SEED
 
 if TYPE_CHECKING:
     from hybridnas.models.config import ArchConfig
 
-console = Console()
+console = make_console()
 
 
 def resolve_config(
@@ -148,17 +150,24 @@ def summary_cmd(
 
 def sample_cmd(
     space: Annotated[str, typer.Option("--space", help="A built-in space name or a space YAML file.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="How many configs to write.")] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="RandomSampler seed.")] = 0,
-    out: Annotated[Path, typer.Option("--out", help="Directory for the YAML files.")] = Path("samples"),
+    n: Annotated[int, typer.Option("--n", min=1, max=100_000, help="How many configs to write.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="RandomSampler seed.")] = 0,
+    out: Annotated[Path, typer.Option("--out", callback=output_dir, help="Directory for the YAML files.")] = Path("samples"),
     num_classes: ClassesOpt = None,
     image_size: SizeOpt = None,
+    print_space: Annotated[bool, typer.Option(
+        "--print-space", help="Print the space file in the one range and choice syntax instead (to migrate it).")] = False,
 ) -> None:
-    """Write N configs drawn from a search space with Optuna's RandomSampler."""
+    """Write N configs drawn from a search space with Optuna's RandomSampler, or print the space."""
+    from hybridnas.search_space import format_space, load_space
+
+    if print_space:
+        typer.echo(format_space(load_space(space)), nl=False)
+        return
     import optuna
 
     from hybridnas.models.config import dump_config
-    from hybridnas.search_space import load_space, sample_configs
+    from hybridnas.search_space import sample_configs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     configs = sample_configs(load_space(space), n, seed=seed, num_classes=num_classes, image_size=image_size)

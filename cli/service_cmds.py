@@ -3,36 +3,56 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
-from hybridnas.cli._options import ArtifactsOpt, StorageOpt, StudyOpt
+from hybridnas.cli._console import make_console
+from hybridnas.cli._options import ArtifactsOpt, StorageOpt, StudyOpt, output_file
 from hybridnas.cli._progress import duration
 
 if TYPE_CHECKING:
     import optuna
 
-console = Console()
+console = make_console()
 
 
 def dashboard_cmd(
     storage: StorageOpt = None,
-    host: Annotated[str, typer.Option("--host", help="Interface to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        "--host", help="Interface to bind; beyond loopback every request needs the token "
+        "($HYBRIDNAS_DASHBOARD_TOKEN, else one generated and shown once).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8080,
     artifacts: ArtifactsOpt = None,
+    allow_writes: Annotated[bool, typer.Option(
+        "--allow-writes", help="Let the dashboard delete, rename and change studies, trials, notes and artifacts "
+        "(read-only without it).")] = False,
 ) -> None:
-    """Serve optuna-dashboard over the study storage, with the artifact store wired in."""
-    from hybridnas.reports import serve_dashboard
-    from hybridnas.storage import artifacts_location, mask_url, resolve_url
+    """Serve optuna-dashboard over the study storage, with the artifact store wired in; read-only
+    unless --allow-writes, and behind a token when bound beyond loopback."""
+    from hybridnas.reports import DASHBOARD_TOKEN_ENV, serve_dashboard
+    from hybridnas.storage import server_token
 
-    console.print(f"optuna-dashboard at [bold]http://{host}:{port}/[/bold]")
-    console.print(f"storage {mask_url(resolve_url(storage))}, artifacts in {artifacts_location(storage, artifacts)}")
-    console.print("Ctrl-C stops it")
-    serve_dashboard(storage, host, port, artifacts)
+    token, generated = server_token(DASHBOARD_TOKEN_ENV, host)
+
+    def announce(masked_storage: str, masked_artifacts: str) -> None:
+        mode = "writes allowed" if allow_writes else "read-only; --allow-writes allows changes"
+        console.print(Text.assemble("optuna-dashboard at ", (f"http://{host}:{port}/", "bold"), f" ({mode})"),
+                      soft_wrap=True)
+        console.print(f"storage {masked_storage}, artifacts in {masked_artifacts}", soft_wrap=True)
+        if generated:
+            console.print(f"access token (shown once; set ${DASHBOARD_TOKEN_ENV} to choose it): {token}",
+                          soft_wrap=True, highlight=False)
+        if token is not None:
+            console.print("open it once as /?token=TOKEN in a browser, or send 'Authorization: Bearer TOKEN'",
+                          soft_wrap=True)
+        console.print("Ctrl-C stops it")
+
+    serve_dashboard(storage, host, port, artifacts, allow_writes=allow_writes, token=token, on_ready=announce)
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -44,7 +64,8 @@ def _print_status(status: dict[str, Any]) -> None:
     table.add_row(*(str(n) for n in status["trials"].values()))
     console.print(table)
     if "best_value" in status:
-        console.print(f"best value {status['best_value']:.6g} (trial {status['best_trial']})")
+        best = "not finite" if status["best_value"] is None else f"{status['best_value']:.6g}"
+        console.print(f"best value {best} (trial {status['best_trial']})")
     elif "pareto_front_size" in status:
         console.print(f"Pareto front: {status['pareto_front_size']} trials")
     else:
@@ -62,15 +83,34 @@ def _print_status(status: dict[str, Any]) -> None:
                       f"ETA {duration(status['eta_s'])}")
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every inf or nan float replaced by None (unknown): a study stored by an older
+    version or by plain Optuna may hold them, and JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _status(study: optuna.Study) -> dict[str, Any]:
+    """`study_status` with only finite numbers, so both printers and `--json` take any stored study."""
+    from hybridnas.objectives.study import study_status
+
+    return _finite(study_status(study))
+
+
 def _watch(study: optuna.Study, interval: float) -> dict[str, Any]:
     """Refresh a progress bar until the budget is reached or Ctrl-C; returns the last status."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hybridnas.objectives.study import budget_reached, study_status
+    from hybridnas.objectives.study import budget_reached
 
-    status = study_status(study)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[detail]}"))
+    status = _status(study)
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[detail]}", markup=False))
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(study.study_name, total=status["budget_trials"], detail="")
         try:
@@ -81,7 +121,7 @@ def _watch(study: optuna.Study, interval: float) -> dict[str, Any]:
                 if budget_reached(status):
                     break
                 time.sleep(interval)
-                status = study_status(study)
+                status = _status(study)
         except KeyboardInterrupt:
             pass
     return status
@@ -91,27 +131,27 @@ def status_cmd(
     study_name: StudyOpt,
     storage: StorageOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Live progress until the budget is reached or Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between --watch refreshes.")] = 5.0,
+    interval: Annotated[float, typer.Option("--interval", min=0.5, max=3600,
+                                            help="Seconds between --watch refreshes.")] = 5.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Trial counts by state, best result, throughput and ETA of a study."""
     from hybridnas.common import UsageError
-    from hybridnas.objectives.study import study_status
     from hybridnas.storage import load_study
 
     if watch and json_out:
         raise UsageError("--watch and --json do not combine; poll `status --json` instead")
     study = load_study(study_name, storage, heartbeat_interval=None)
-    status = _watch(study, interval) if watch else study_status(study)
+    status = _watch(study, interval) if watch else _status(study)
     if json_out:
-        print(json.dumps(status, indent=2))
+        print(json.dumps(status, indent=2, allow_nan=False))
     else:
         _print_status(status)
 
 
 def report_cmd(
     study_name: StudyOpt,
-    out: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    out: Annotated[Path, typer.Option("-o", "--output", callback=output_file, help="HTML file to write.")] = Path("report.html"),
     storage: StorageOpt = None,
 ) -> None:
     """Write one self-contained HTML report: leaderboard, accuracy against size, importances, compute."""

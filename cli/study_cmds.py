@@ -6,13 +6,15 @@ workers, and prints. `launch`'s study flags are derived from `StudyDefinition`'s
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
+from hybridnas.cli._console import make_console
 from hybridnas.cli._options import (
+    MAX_THREADS,
     ArtifactsOpt,
     CpusPerWorkerOpt,
     GpusPerWorkerOpt,
@@ -27,17 +29,19 @@ from hybridnas.cli._options import (
     WorkersOpt,
     keyword,
     model_options,
+    output_file,
     with_parameters,
 )
 from hybridnas.cli._progress import LaunchProgress
-from hybridnas.objectives.study_definition import DEFINITION_FLAGS, TRAINING_FLAGS, StudyDefinition
-from hybridnas.training.settings import TrainSettings
+from hybridnas.objectives.study_definition import DEFINITION_FLAGS, MAX_IMAGES, TRAINING_FLAGS, StudyDefinition
+from hybridnas.training.settings import MAX_EPOCHS, TrainSettings
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
+    from rich.console import Console
 
-console = Console(soft_wrap=True)
+console = make_console(soft_wrap=True)
 
 class _Progress:
     """Makes each launch's live progress and takes it down when the workers are done."""
@@ -116,7 +120,7 @@ def launch_cmd(**options: Any) -> None:
     finally:
         progress.close()
     if options["workers"] == 0:
-        console.print(f"start workers with: hybridnas worker --study {study_name} --storage '{url}'")
+        console.print(f"start workers with: hybridnas worker --study {shlex.quote(study_name)} --storage '{url}'")
 
     _summary(study)
     if options["export"] is not None:
@@ -150,7 +154,7 @@ with_parameters(launch_cmd, [
     *model_options(StudyDefinition, list(DEFINITION_FLAGS), flag_types={"space": str}),
     *model_options(TrainSettings, list(TRAINING_FLAGS)),
     *(keyword(name, annotation, default) for name, annotation, default in _RAY_PARAMS),
-    keyword("export", Annotated[Optional[Path], typer.Option("--export", help="Write the best config (highest accuracy on the Pareto front for two objectives) here at the end.")], None),
+    keyword("export", Annotated[Optional[Path], typer.Option("--export", callback=output_file, help="Write the best config (highest accuracy on the Pareto front for two objectives) here at the end.")], None),
 ])
 
 
@@ -159,27 +163,27 @@ def worker_cmd(
     storage: StorageOpt = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     worker_id: Annotated[Optional[str], typer.Option("--worker-id", help="Name recorded on its trials (default HOST-PID).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_THREADS, help="torch CPU threads.")] = None,
     heartbeat_interval: HeartbeatOpt = 60,
     grace_period: GraceOpt = None,
     artifacts: ArtifactsOpt = None,
 ) -> None:
     """Run one worker of an existing study until its budget is reached (Ctrl-C stops cleanly)."""
-    import torch
+    from hybridnas import search
 
-    from hybridnas.workers.worker import run_worker
-
-    if threads:
-        torch.set_num_threads(threads)
-    result = run_worker(study_name, storage, worker_id, device, heartbeat_interval=heartbeat_interval,
-                        grace_period=grace_period, artifacts=artifacts)
+    try:
+        result = search.work(study_name, storage, device=device, threads=threads, worker_id=worker_id,
+                             artifacts=artifacts, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    except KeyboardInterrupt:
+        console.print("interrupted: the running trial marked FAIL (interrupted)")
+        raise
     ran = ", ".join(f"{n} {s}" for s, n in result["trials"].items()) or "no trials"
     console.print(f"worker {result['worker']} on {result['device']}: {ran}; stopped: {result['stopped']}")
 
 
 def export_cmd(
     study_name: StudyOpt,
-    out: Annotated[Path, typer.Option("-o", "--output", help="YAML (or .json) file to write.")],
+    out: Annotated[Path, typer.Option("-o", "--output", callback=output_file, help="YAML (or .json) file to write.")],
     storage: StorageOpt = None,
     trial: Annotated[Optional[int], typer.Option("--trial", min=0, help="Export this trial number.")] = None,
     best: Annotated[bool, typer.Option("--best", help="The best COMPLETE trial (single objective).")] = False,
@@ -206,7 +210,7 @@ def retrain_cmd(**options: Any) -> None:
 
     from hybridnas import search
 
-    out = Console(stderr=True) if options["json_out"] else console
+    out = make_console(stderr=True) if options["json_out"] else console
     progress = _Progress(out)
     try:
         results = search.retrain(
@@ -230,12 +234,12 @@ def retrain_cmd(**options: Any) -> None:
 with_parameters(retrain_cmd, [
     keyword("study_name", StudyOpt),
     keyword("storage", StorageOpt, None),
-    keyword("top", Annotated[int, typer.Option("--top", min=1, help="Retrain the K best distinct architectures (each by its best trial).")], 3),
-    keyword("epochs", Annotated[int, typer.Option("--epochs", min=1, help="Epochs of each retraining (the longer budget).")], 30),
+    keyword("top", Annotated[int, typer.Option("--top", min=1, max=1000, help="Retrain the K best distinct architectures (each by its best trial).")], 3),
+    keyword("epochs", Annotated[int, typer.Option("--epochs", min=1, max=MAX_EPOCHS, help="Epochs of each retraining (the longer budget).")], 30),
     keyword("test", Annotated[bool, typer.Option("--test", help="Also score on the test split (or the study's held-out images).")], False),
-    keyword("seeds", Annotated[int, typer.Option("--seeds", min=1, help="Retrain each trial with this many seeds.")], 1),
+    keyword("seeds", Annotated[int, typer.Option("--seeds", min=1, max=100, help="Retrain each trial with this many seeds.")], 1),
     keyword("pareto", Annotated[bool, typer.Option("--pareto", help="Retrain the Pareto front (two-objective studies).")], False),
-    keyword("train_subset", Annotated[Optional[int], typer.Option("--train-subset", min=1, help="Training images (default: the search's).")], None),
+    keyword("train_subset", Annotated[Optional[int], typer.Option("--train-subset", min=1, max=MAX_IMAGES, help="Training images (default: the search's).")], None),
     keyword("presets", Annotated[str, typer.Option("--presets", metavar="NAME,...", help="Also retrain these papers' models (see `hybridnas presets`) under the same budget, at the study's input size, as baselines.")], ""),
     *(keyword(name, annotation, default) for name, annotation, default in _RAY_PARAMS),
     keyword("json_out", Annotated[bool, typer.Option("--json", help="Print the results as a JSON list.")], False),

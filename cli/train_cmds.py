@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
-from hybridnas.cli._options import keyword, model_options, with_parameters
+from hybridnas.cli._console import make_console
+from hybridnas.cli._options import MAX_THREADS, keyword, model_options, output_dir, with_parameters
 from hybridnas.cli.models_cmds import ClassesOpt, ConfigArg, PresetOpt, SizeOpt
 from hybridnas.training.settings import TrainSettings
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from hybridnas.models.config import ArchConfig
     from hybridnas.training import DataSplits, TrainResult
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "label_smoothing", "schedule", "amp",
                "compile", "device")
@@ -31,9 +31,10 @@ TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "label
 def train_cmd(**options: Any) -> None:
     """Train a config or preset; write model.pt, config.yaml, metrics.json and curves.png to --out."""
     from hybridnas.cli.models_cmds import resolve_config
-    from hybridnas.training.data import load_data
+    from hybridnas.training.data import load_data, resolve_device
+    from hybridnas.training.loop import check_compatible
     from hybridnas.training.documents import read_document
-    from hybridnas.training.outputs import write_run
+    from hybridnas.training.outputs import default_run_dir, write_run
     from hybridnas.training.settings import parse_settings
 
     config_file, preset_name = options["config_file"], options["preset_name"]
@@ -42,6 +43,7 @@ def train_cmd(**options: Any) -> None:
     saved = read_document(config_file)[1] if config_file is not None else {}
     given = {k: v for k, v in options.items() if k in TRAIN_FLAGS and v is not None}
     settings = parse_settings({**saved, **given, "seed": options["seed"]})
+    resolve_device(settings.device)
     if options["threads"]:
         import torch
 
@@ -55,15 +57,16 @@ def train_cmd(**options: Any) -> None:
         cfg = resolve_config(None, preset_name, num_classes or data.num_classes, image_size or data.image_size)
     else:
         cfg = resolve_config(config_file, None, num_classes, image_size)
+    check_compatible(cfg, data)  # before the progress bar starts, so a mismatch is the only line shown
     result = _train_with_progress(cfg, data, settings, quiet=options["json_out"])
-    out_dir = options["out"] or Path("runs") / (cfg.name or "config")
+    out_dir = options["out"] or default_run_dir(cfg.name)
     metrics = write_run(result, cfg, settings, options["dataset"], out_dir)
     if options["json_out"]:
         print(json.dumps(metrics, indent=2))
     else:
         _print_summary(result, out_dir)
     if result.status != "ok":
-        console.print(f"[red]training stopped: {result.reason}[/red]")
+        console.print(f"training stopped: {result.reason}", style="red")
         raise typer.Exit(1)
 
 
@@ -78,9 +81,9 @@ with_parameters(train_cmd, [
     keyword("val_fraction", Annotated[float, typer.Option("--val-fraction", min=0.0, max=1.0, help="Share of the training split held out for validation.")], 0.1),
     keyword("test_subset", Annotated[Optional[int], typer.Option("--test-subset", min=1, help="Test on the first N test images; for a dataset without a test split, N training images held out first (as a study's test_subset).")], None),
     keyword("seed", Annotated[int, typer.Option("--seed", help="Seed of the split and of training.")], 0),
-    keyword("threads", Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads; a CPU run is bit-identical only at the thread count it ran with.")], None),
+    keyword("threads", Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_THREADS, help="torch CPU threads; a CPU run is bit-identical only at the thread count it ran with.")], None),
     keyword("test", Annotated[bool, typer.Option("--test", help="Also report accuracy on the test split.")], False),
-    keyword("out", Annotated[Optional[Path], typer.Option("--out", help="Output directory (default runs/NAME).")], None),
+    keyword("out", Annotated[Optional[Path], typer.Option("--out", callback=output_dir, help="Output directory (default runs/NAME, the config's name made a file name).")], None),
     keyword("num_classes", ClassesOpt, None),
     keyword("image_size", SizeOpt, None),
     keyword("json_out", Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")], False),
@@ -92,7 +95,7 @@ def _train_with_progress(cfg: ArchConfig, data: DataSplits, settings: TrainSetti
 
     from hybridnas.training.loop import EpochReport, train_model
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=quiet, transient=False) as progress:
         task = progress.add_task(f"training {cfg.name or 'config'}", total=None)
 

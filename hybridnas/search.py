@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybridnas.objectives.study_definition import StudyDefinition
+from hybridnas.common import ctrl_c_as_request
+from hybridnas.objectives.study_definition import StudyDefinition, check_study_name
 
 if TYPE_CHECKING:
     import optuna
@@ -34,6 +35,7 @@ def _quiet(message: str) -> None:
     """Where a launch's progress lines go by default from Python: nowhere."""
 
 
+@ctrl_c_as_request()
 def launch(
     definition: StudyDefinition | dict[str, Any],
     *,
@@ -56,11 +58,18 @@ def launch(
     `work`). A resume may change only the budget; `definition` may be a StudyDefinition or the
     fields to set (a resumed study keeps the rest; `source` names them in errors). `say` receives
     the lines the CLI prints; `progress`, given the study, makes what runs every few seconds while
-    the workers run."""
+    the workers run. Ctrl-C stops the workers, fails their running trials as "interrupted" and
+    then raises KeyboardInterrupt; launching again resumes."""
     from hybridnas.objectives.study import create_or_resume, enqueue_presets
     from hybridnas.storage import mask_url, resolve_url
+    from hybridnas.training.datasets import check_dataset
+    from hybridnas.workers.heartbeat import check_heartbeat
 
+    check_study_name(study)
+    check_heartbeat(heartbeat_interval, grace_period)
     given = definition.to_document() if isinstance(definition, StudyDefinition) else dict(definition)
+    if "dataset" in given:
+        check_dataset(given["dataset"], given.get("data_dir"))
     optuna_study, stored, created = create_or_resume(study, storage, given, source=source)
     say(f"{'created' if created else 'resuming'} study '{study}' in {mask_url(resolve_url(storage))}")
     if created and stored.enqueue_presets:
@@ -82,33 +91,48 @@ def _run_on_ray(
 ) -> None:
     """Ray workers on `study` (a search or the jobs of a retrain) until it is done; trial files go
     to `artifacts`, else where `recorded_in` (the search) recorded them, else the default."""
-    from hybridnas.storage import artifacts_location
+    from hybridnas.storage import artifacts_location, mask_url
     from hybridnas.workers.ray_workers import launch_workers
     from hybridnas.workers.worker import ARTIFACTS_ATTR
 
     location = artifacts_location(storage, artifacts or recorded_in.user_attrs.get(ARTIFACTS_ATTR))
-    say(f"artifacts in {location}")
+    say(f"artifacts in {mask_url(location)}")
     launch_workers(study.study_name, storage, definition, say=say, on_poll=progress(study) if progress else None,
                    worker_options={"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
                                    "artifacts": location}, **placement)
 
 
-def work(study: str, storage: str | None = None, *, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
-    """Run one worker of the study in this process (no Ray) until its budget is reached."""
+def work(
+    study: str,
+    storage: str | None = None,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+    worker_id: str | None = None,
+    artifacts: str | None = None,
+    heartbeat_interval: int = 60,
+    grace_period: int | None = None,
+) -> dict[str, Any]:
+    """Run one worker of the study in this process (no Ray) until its budget is reached; what it
+    did (`run_worker`). Ctrl-C ends the running trial as FAIL "interrupted" after its current
+    training step, then raises KeyboardInterrupt."""
     import torch
 
     from hybridnas.workers.worker import run_worker
 
+    check_study_name(study)
     if threads:
         torch.set_num_threads(threads)
-    return run_worker(study, storage, device=device)
+    with ctrl_c_as_request() as stop:
+        return run_worker(study, storage, worker_id, device, stop=stop, artifacts=artifacts,
+                          heartbeat_interval=heartbeat_interval, grace_period=grace_period)
 
 
 def load(study: str, storage: str | None = None) -> optuna.Study:
     """An existing study, read-only use (status, export, retrain)."""
     from hybridnas.storage import load_study
 
-    return load_study(study, storage, heartbeat_interval=None)
+    return load_study(check_study_name(study), storage, heartbeat_interval=None)
 
 
 def status(study: optuna.Study) -> dict[str, Any]:
@@ -134,6 +158,7 @@ def export(study: optuna.Study, path: str | Path, trial: FrozenTrial | None = No
     return Path(path)
 
 
+@ctrl_c_as_request()
 def retrain(
     study: str,
     storage: str | None = None,
@@ -160,10 +185,12 @@ def retrain(
     Ray workers (a rerun resumes) and return one row per trial (`trial`, `params`, `macs`,
     `epochs`, `val_top1`, `test_top1`, ...), as `hybridnas retrain --json` prints. `presets`
     names papers' models to retrain beside them under the same budget (their rows have `preset`
-    and `trial` None). `progress` is made from the companion study."""
+    and `trial` None). `progress` is made from the companion study. Ctrl-C: as in `launch`."""
     from hybridnas.objectives.retrain import plan_retrain, retrain_results
     from hybridnas.objectives.study_definition import stored_definition
+    from hybridnas.workers.heartbeat import check_heartbeat
 
+    check_heartbeat(heartbeat_interval, grace_period)
     source = load(study, storage)
     companion, plan, queued, presets_as_trials = plan_retrain(
         study, storage, top=top, epochs=epochs, test=test, seeds=seeds, pareto=pareto, train_subset=train_subset,

@@ -85,6 +85,16 @@ class WorkerContext:
         trial.set_user_attr("worker", self.worker_id)
         trial.set_user_attr("device", self.device_label)
 
+    def check_stop(self, where: str) -> None:
+        """Raise WorkerStopped if the worker was told to stop (by its launcher, or Ctrl-C of
+        `hybridnas worker`)."""
+        if self.stop is not None and self.stop.is_set():
+            raise WorkerStopped(f"stopped {where}")
+
+    def on_step(self, done: int, total: int) -> None:
+        """`train_model`'s step callback, so that a stop ends a trial within one training step."""
+        self.check_stop(f"at step {done} of {total}")
+
 
 class Objective:
     """Callable for `study.optimize`: one search trial on this worker's data and device."""
@@ -142,14 +152,14 @@ class Objective:
             trial.set_user_attr("epochs_run", report.epoch)
             if not multi:
                 trial.report(report.val_top1, report.epoch)
-            if self.context.stop is not None and self.context.stop.is_set():
-                raise WorkerStopped(f"stopped after epoch {report.epoch}")
+            self.context.check_stop(f"after epoch {report.epoch}")
             if not multi and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {report.epoch} at val_top1 {report.val_top1:.4f}")
 
         try:
             result = train_model(cfg, self.data, self.definition.train_settings(self.context.device, training),
-                                 on_epoch=on_epoch)
+                                 on_epoch=on_epoch,
+                                 on_step=self.context.on_step)
         finally:
             trial.set_user_attr("val_top1_per_epoch", history)
         if result.status != "ok":

@@ -23,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hybridnas.common import UsageError, validate_model
 from hybridnas.models.presets import PRESETS
-from hybridnas.objectives.study_definition import StudyDefinition
+from hybridnas.objectives.study_definition import (
+    KIND_ATTR,
+    RETRAIN,
+    RETRAIN_ATTR,
+    StudyDefinition,
+    kind_in_words,
+    study_kind,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -34,7 +41,6 @@ if TYPE_CHECKING:
     from hybridnas.objectives.objective import WorkerContext
     from hybridnas.training.data import DataSplits
 
-RETRAIN_ATTR = "hybridnas_retrain"
 SOURCE_TRIAL = "source_trial"
 PRESET = "preset"
 SOURCE_PRESET = "source_preset"  # the preset a search trial was queued as (`enqueue_presets`)
@@ -42,7 +48,21 @@ SEED = "seed"
 
 
 def companion_name(study_name: str) -> str:
+    """The one place a search's retrain companion is named."""
     return f"{study_name}/retrain"
+
+
+def check_companion(companion: optuna.Study, source: str) -> None:
+    """Refuse to retrain `source` into an existing study that is not its retrain companion (a
+    search someone named `NAME/retrain`, say): its trials and attributes are not ours to add to.
+    An empty study with no hybridnas attributes is a companion whose creation was cut short."""
+    plan = companion.user_attrs.get(RETRAIN_ATTR)
+    ours = study_kind(companion) == RETRAIN and isinstance(plan, dict) and plan.get("source") == source
+    cut_short = (study_kind(companion) is None and not companion.get_trials(deepcopy=False)
+                 and [d.name for d in companion.directions] == ["MAXIMIZE"])
+    if not (ours or cut_short):
+        raise UsageError(f"study {companion.study_name!r} is {kind_in_words(companion)}, not the retrain companion "
+                         f"of {source!r}; retrain keeps its results under that name, so it must be free")
 
 
 class RetrainPlan(BaseModel):
@@ -129,6 +149,15 @@ def plan_retrain(
     from hybridnas.storage import load_study, open_storage
 
     source = load_study(study_name, storage_url, heartbeat_interval=None)
+    if study_kind(source) == RETRAIN:
+        raise UsageError(f"study {study_name!r} is {kind_in_words(source)}; retrain the search study itself")
+    storage = open_storage(storage_url, heartbeat_interval=None)
+    try:
+        companion: optuna.Study | None = optuna.load_study(study_name=companion_name(study_name), storage=storage)
+    except KeyError:
+        companion = None
+    if companion is not None:
+        check_companion(companion, study_name)
     definition = stored_definition(source)
     if test and definition.test_subset is None and not _has_test_split(definition):
         raise UsageError(f"study '{study_name}': {definition.dataset} has no test split and the study held no "
@@ -137,14 +166,12 @@ def plan_retrain(
     plan = RetrainPlan(source=study_name, epochs=epochs, test=test,
                        train_subset=train_subset if train_subset is not None else definition.train_subset)
     trials = pick_trials(source, top, pareto=pareto)
-    storage = open_storage(storage_url, heartbeat_interval=None)
-    try:
-        companion = optuna.load_study(study_name=companion_name(study_name), storage=storage)
-    except KeyError:
+    if companion is None:
         companion = optuna.create_study(study_name=companion_name(study_name), direction="maximize", storage=storage)
     stored = companion.user_attrs.get(RETRAIN_ATTR)
     if stored is None:
         companion.set_user_attr(RETRAIN_ATTR, plan.model_dump())
+        companion.set_user_attr(KIND_ATTR, RETRAIN)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             companion.set_metric_names(["val_top1"])
@@ -290,7 +317,7 @@ class RetrainObjective:
         return guarded(trial, self.context.device_label, lambda: self._run(trial))
 
     def _run(self, trial: optuna.Trial) -> float:
-        from hybridnas.objectives.objective import WorkerStopped, failed
+        from hybridnas.objectives.objective import failed
         from hybridnas.training.loop import EpochReport, train_model
 
         cfg, training = self._job(trial.user_attrs)
@@ -300,11 +327,11 @@ class RetrainObjective:
         def on_epoch(report: EpochReport) -> None:
             trial.report(report.val_top1, report.epoch)
             trial.set_user_attr("epochs_run", report.epoch)
-            if self.context.stop is not None and self.context.stop.is_set():
-                raise WorkerStopped(f"stopped after epoch {report.epoch}")
+            self.context.check_stop(f"after epoch {report.epoch}")
 
         start = time.perf_counter()
-        result = train_model(cfg, self.data, settings, on_epoch=on_epoch)
+        result = train_model(cfg, self.data, settings, on_epoch=on_epoch,
+                             on_step=self.context.on_step)
         if result.status != "ok":
             raise failed(trial, result.reason or result.status)
         for key, value in {

@@ -11,7 +11,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hybridnas.common import ConfigError, UsageError
-from hybridnas.objectives.study_definition import USER_ATTR, StudyDefinition, stored_definition, validate_definition
+from hybridnas.objectives.study_definition import (
+    KIND_ATTR,
+    SEARCH,
+    USER_ATTR,
+    StudyDefinition,
+    kind_in_words,
+    stored_definition,
+    study_kind,
+    validate_definition,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -70,7 +79,9 @@ def create_or_resume(
 
     `given` holds the definition fields the caller set (a study YAML, flags, a notebook's
     arguments); `source` names them in errors. Resuming with nothing given keeps the stored
-    definition as it is.
+    definition as it is. Only a search study is resumed; an existing study of another kind (a
+    retrain companion, a plain Optuna study with trials) or shape (other directions) is refused
+    before anything is written to it.
     """
     import optuna
     from optuna.exceptions import ExperimentalWarning
@@ -82,7 +93,11 @@ def create_or_resume(
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         study = None
-    if study is not None and USER_ATTR in study.user_attrs:
+    kind = None if study is None else study_kind(study)
+    if study is not None and kind != SEARCH and (kind is not None or study.get_trials(deepcopy=False)):
+        raise UsageError(f"study {study_name!r} is {kind_in_words(study)}, not a search; "
+                         "launch the search under another study name")
+    if study is not None and kind == SEARCH:
         stored = stored_definition(study)
         if not given:
             return study, stored, False
@@ -93,6 +108,7 @@ def create_or_resume(
                 f"study '{study_name}' exists with a different {', '.join(changed)}; resume it without "
                 "changing those, or choose another study name"
             )
+        _check_directions(study, requested)
         if requested != stored:
             study.set_user_attr(USER_ATTR, requested.to_document())
         return study, requested, False
@@ -101,11 +117,26 @@ def create_or_resume(
     definition = validate_definition(given, source)
     if study is None:
         study = optuna.create_study(study_name=study_name, storage=storage, directions=definition.directions)
+    else:
+        _check_directions(study, definition)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         study.set_metric_names(definition.metric_names)
     study.set_user_attr(USER_ATTR, definition.to_document())
+    study.set_user_attr(KIND_ATTR, SEARCH)
     return study, definition, True
+
+
+def _check_directions(study: optuna.Study, definition: StudyDefinition) -> None:
+    """Refuse a definition whose objectives do not fit the existing study's directions: Optuna
+    cannot change them, and a value per missing direction would fail every trial."""
+    have = [d.name.lower() for d in study.directions]
+    if have != definition.directions:
+        raise UsageError(
+            f"study {study.study_name!r} has {len(have)} direction(s) ({', '.join(have)}) and the definition's "
+            f"objective {definition.objective!r} needs {len(definition.directions)} "
+            f"({', '.join(definition.directions)}); choose another study name"
+        )
 
 
 def enqueue_presets(study: optuna.Study, definition: StudyDefinition) -> list[str]:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hybridnas.common import ConfigError, read_document_file, validate_model
-from hybridnas.training.settings import SEARCHABLE_FIELDS, TrainSettings, parse_settings
+from hybridnas.common import ConfigError, UsageError, read_document_file, validate_model
+from hybridnas.training.datasets import spec_problem
+from hybridnas.training.settings import MAX_EPOCHS, MAX_SEED, SEARCHABLE_FIELDS, TrainSettings, parse_settings
 
 if TYPE_CHECKING:
     import optuna
@@ -23,6 +24,16 @@ if TYPE_CHECKING:
 
 USER_ATTR = "hybridnas"
 DEFINITION_VERSION = 1
+# What a study is, stored beside its definition (search) or retrain plan (retrain companion), so
+# `launch` and `retrain` never write one kind's data into a study of the other kind.
+KIND_ATTR = "hybridnas_kind"
+SEARCH = "search"
+RETRAIN = "retrain"
+# Where a retrain companion stores its plan (hybridnas.objectives.retrain.RetrainPlan).
+RETRAIN_ATTR = "hybridnas_retrain"
+# A study name's longest length: room below Optuna's 512-character column for the `/retrain`
+# suffix of its companion, and short enough to print on one line.
+STUDY_NAME_MAX = 200
 
 Objective = Literal["accuracy", "accuracy,params", "accuracy,macs"]
 Sampler = Literal["tpe", "random", "nsga2"]
@@ -39,27 +50,34 @@ DEFINITION_FLAGS = (
     "pruner", "trials", "timeout", "max_params", "max_macs", "enqueue_presets", "seed",
 )
 TRAINING_FLAGS = ("batch_size", "optimizer", "lr", "weight_decay", "label_smoothing")
+# Upper bounds far above any real study, so a typo is refused at launch instead of stored:
+# a worker would overflow on it (a seed past numpy's range) or a budget would never end.
+MAX_TRIALS = 1_000_000
+MAX_IMAGES = 1_000_000_000
+MAX_TIMEOUT_S = 365 * 24 * 3600
+MAX_MODEL_SIZE = 10**15
 
 
 class StudyDefinition(BaseModel):
     """Dataset and split, search space, objective, sampler, pruner, budget, constraints, training."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     version: Literal[1] = DEFINITION_VERSION
     dataset: str = Field(description="cifar10 | cifar100 | folder:PATH (an ImageFolder tree or .tar[.gz]).")
     data_dir: str | None = Field(None, description="Where cifar10/cifar100 live (default $HYBRIDNAS_DATA).")
     val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
         0.1, description="Share of the training split held out for validation.")
-    train_subset: Annotated[int, Field(ge=1)] | None = Field(
+    train_subset: Annotated[int, Field(ge=1, le=MAX_IMAGES)] | None = Field(
         None, description="Train on the first N training images.")
-    val_subset: Annotated[int, Field(ge=1)] | None = Field(
+    val_subset: Annotated[int, Field(ge=1, le=MAX_IMAGES)] | None = Field(
         None, description="Validate on the first N validation images.")
-    test_subset: Annotated[int, Field(ge=1)] | None = Field(
+    test_subset: Annotated[int, Field(ge=1, le=MAX_IMAGES)] | None = Field(
         None, description="Test images for `retrain --test`: the first N of the dataset's test split, or, "
         "for a dataset without one, N training images held out from the search (seeded, stratified).")
-    seed: int = Field(0, description="Seed of the split, the samplers and training.")
-    epochs: Annotated[int, Field(ge=1)] = Field(
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = Field(
+        0, description="Seed of the split, the samplers and training (0 to 2**32-1).")
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = Field(
         10, description="Most epochs a trial may run (Hyperband's max resource).")
     space: dict[str, Any] = Field(
         "union", validate_default=True, description="A built-in space name or a space YAML file (default: union).")
@@ -70,14 +88,24 @@ class StudyDefinition(BaseModel):
         "best trial (0: TPE alone).")
     pruner: Pruner | None = Field(
         None, description="hyperband | median | none (default: hyperband; none for two objectives).")
-    reduction_factor: Annotated[int, Field(ge=2)] = Field(3, description="Hyperband's reduction factor.")
-    trials: Annotated[int, Field(ge=1)] = Field(20, description="Trial budget (COMPLETE + PRUNED trials).")
-    timeout: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="Seconds from the study's first trial after which no trial starts.")
-    max_params: Annotated[int, Field(ge=1)] | None = Field(None, description="Parameter limit.")
-    max_macs: Annotated[int, Field(ge=1)] | None = Field(None, description="MAC limit (one image).")
+    reduction_factor: Annotated[int, Field(ge=2, le=100)] = Field(3, description="Hyperband's reduction factor.")
+    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS)] = Field(20, description="Trial budget (COMPLETE + PRUNED trials).")
+    timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] | None = Field(
+        None, description="Seconds from the study's first trial after which no trial starts (at most a year).")
+    max_params: Annotated[int, Field(ge=1, le=MAX_MODEL_SIZE)] | None = Field(None, description="Parameter limit.")
+    max_macs: Annotated[int, Field(ge=1, le=MAX_MODEL_SIZE)] | None = Field(None, description="MAC limit (one image).")
     enqueue_presets: bool = Field(False, description="Run the paper presets that fit the space first.")
     training: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_spec(cls, value: str) -> str:
+        """Its form only: whether its files can be read is checked at launch (`check_dataset`), as a
+        stored study must still load for `status` on a machine without the data."""
+        problem = spec_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("space", mode="before")
     @classmethod
@@ -145,7 +173,7 @@ class StudyDefinition(BaseModel):
         import optuna
         from optuna.exceptions import ExperimentalWarning
 
-        seed = self.seed + seed_offset
+        seed = (self.seed + seed_offset) % (MAX_SEED + 1)
         name = self.sampler_name
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
@@ -273,3 +301,45 @@ def stored_definition(study: optuna.Study) -> StudyDefinition:
             f"study '{study.study_name}' has no hybridnas definition; create it with `hybridnas launch`"
         )
     return validate_definition(data, f"study '{study.study_name}' definition")
+
+
+def study_kind(study: optuna.Study) -> str | None:
+    """SEARCH, RETRAIN, or None for a study hybridnas did not make (plain Optuna).
+
+    Studies made before the kind was recorded are known by what they hold; a definition wins
+    over a retrain plan, so a search study that an older `retrain` wrote into stays a search.
+    """
+    attrs = study.user_attrs
+    kind = attrs.get(KIND_ATTR)
+    if kind in (SEARCH, RETRAIN):
+        return kind
+    if USER_ATTR in attrs:
+        return SEARCH
+    if RETRAIN_ATTR in attrs:
+        return RETRAIN
+    return None
+
+
+def kind_in_words(study: optuna.Study) -> str:
+    """What a study is, for the one line that refuses to use it as something else."""
+    kind = study_kind(study)
+    if kind == SEARCH:
+        return "a hybridnas search study"
+    if kind == RETRAIN:
+        plan = study.user_attrs.get(RETRAIN_ATTR)
+        source = plan.get("source") if isinstance(plan, dict) else None
+        return f"the retrain companion of study {source!r}" if source else "a retrain companion study"
+    trials = len(study.get_trials(deepcopy=False))
+    return f"an Optuna study with {trials} trial(s) and no hybridnas definition"
+
+
+def check_study_name(name: str) -> str:
+    """`name` if it can name a study: 1 to STUDY_NAME_MAX printable characters, not all blank.
+
+    Checked where a name comes in (the CLI's --study, the Python API), before any storage is
+    opened, so a name that cannot be printed or typed again never becomes a study.
+    """
+    if not isinstance(name, str) or not name.strip() or len(name) > STUDY_NAME_MAX or not name.isprintable():
+        raise UsageError(f"study name {name!r}: a study name is 1 to {STUDY_NAME_MAX} printable characters "
+                         "(not blank, no control characters or newlines)")
+    return name

@@ -13,11 +13,14 @@ URLs accepted by :func:`open_storage`:
   connection pool and one trial cache instead of each polling the database. Needs ``grpcio``.
   Workers behind it beat through trial system attrs (:class:`HeartbeatGrpcStorageProxy`), so a
   killed worker's trial is failed and retried as on the database directly; all workers that
-  run trials of one study should then go through a proxy.
+  run trials of one study should then go through a proxy. A proxy bound beyond loopback lets
+  in only clients with its token: ``grpc://host:port?token=TOKEN`` or ``$HYBRIDNAS_PROXY_TOKEN``
+  (:class:`TokenGrpcStorageProxy`).
 
 When no URL is given, ``$HYBRIDNAS_STORAGE`` is used, then :data:`DEFAULT_STORAGE_URL`.
-Passwords never leave this package unmasked: every error is a one-line :class:`StorageError`
-naming the problem and the URL as :func:`mask_url` prints it.
+Passwords and tokens never leave this package unmasked: every error is a one-line
+:class:`StorageError` naming the problem and the URL as :func:`mask_url` prints it, and every
+command prints URLs through :func:`mask_url` too.
 
 Artifacts (exported configs, checkpoints) go to the Optuna artifact store that
 :func:`artifact_store` opens at :func:`artifacts_location`: the location given explicitly,
@@ -41,16 +44,26 @@ from __future__ import annotations
 from hybridnas.common import StorageError
 from hybridnas.storage._artifacts import artifact_store, artifacts_location, artifacts_path, is_shared_location
 from hybridnas.storage._open import load_study, open_storage, retried_from
-from hybridnas.storage._proxy import HeartbeatGrpcStorageProxy, serve_proxy
+from hybridnas.storage._proxy import (
+    PROXY_TOKEN_ENV,
+    HeartbeatGrpcStorageProxy,
+    TokenGrpcStorageProxy,
+    is_loopback,
+    serve_proxy,
+    server_token,
+)
 from hybridnas.storage._urls import DEFAULT_STORAGE_URL, mask_url, resolve_url
 
 __all__ = [
     "DEFAULT_STORAGE_URL",
     "HeartbeatGrpcStorageProxy",
+    "PROXY_TOKEN_ENV",
     "StorageError",
+    "TokenGrpcStorageProxy",
     "artifact_store",
     "artifacts_location",
     "artifacts_path",
+    "is_loopback",
     "is_shared_location",
     "load_study",
     "mask_url",
@@ -58,4 +71,5 @@ __all__ = [
     "resolve_url",
     "retried_from",
     "serve_proxy",
+    "server_token",
 ]

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy.engine import make_url
 
 from hybridnas.common import StorageError
-from hybridnas.storage._urls import check_scheme, resolve_url, scrubbed_reason
+from hybridnas.storage._urls import check_scheme, mask_url, resolve_url, scrubbed_reason
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -57,10 +57,19 @@ def _scheme(location: str) -> str | None:
 
 
 def _s3_parts(location: str) -> tuple[str, str]:
-    """(bucket, prefix without surrounding slashes) of an ``s3://bucket/prefix`` URL."""
+    """(bucket, prefix without surrounding slashes) of an ``s3://bucket/prefix`` URL.
+
+    Credentials written into the URL are refused: the location is printed, recorded in the
+    study and handed to every worker, so it must hold no secret.
+    """
+    if mask_url(location) != location:
+        raise StorageError(
+            f"an S3 artifact location takes its credentials from the AWS_* variables (or boto3's other sources), "
+            f"not from the URL: {mask_url(location)}"
+        )
     bucket, _, prefix = location[len("s3://") :].partition("/")
     if not bucket:
-        raise StorageError(f"an S3 artifact location is s3://bucket/prefix, got {location}")
+        raise StorageError(f"an S3 artifact location is s3://bucket/prefix, got {mask_url(location)}")
     return bucket, prefix.strip("/")
 
 
@@ -72,12 +81,12 @@ def _directory(location: str) -> Path:
     if scheme == FILE:
         parts = urlsplit(location)
         if parts.netloc not in ("", "localhost"):
-            raise StorageError(f"a file artifact location is file:///absolute/path, got {location}")
+            raise StorageError(f"a file artifact location is file:///absolute/path, got {mask_url(location)}")
         return Path(unquote(parts.path))
     if scheme == S3:
-        raise StorageError(f"artifacts in {location} are in S3, not in a directory")
+        raise StorageError(f"artifacts in {mask_url(location)} are in S3, not in a directory")
     raise StorageError(
-        f"unsupported artifact location scheme '{scheme}' in {location}; "
+        f"unsupported artifact location scheme '{scheme}' in {mask_url(location)}; "
         "use a directory, file:///absolute/path or s3://bucket/prefix"
     )
 
@@ -143,7 +152,7 @@ def _s3_store(location: str) -> ArtifactStore:
         from botocore.exceptions import BotoCoreError, ClientError
         from optuna.artifacts import Boto3ArtifactStore
     except ImportError:
-        raise StorageError(f"artifacts in {location} need boto3: pip install 'hybridnas[s3]'") from None
+        raise StorageError(f"artifacts in {mask_url(location)} need boto3: pip install 'hybridnas[s3]'") from None
     try:
         client = boto3.client("s3")
         client.head_bucket(Bucket=bucket)
@@ -155,7 +164,7 @@ def _s3_store(location: str) -> ArtifactStore:
             reason = f"access to bucket '{bucket}' at {client.meta.endpoint_url} denied; check the AWS credentials"
         else:
             reason = scrubbed_reason(err, location)
-        raise StorageError(f"cannot open the artifact store {location}: {reason}") from None
+        raise StorageError(f"cannot open the artifact store {mask_url(location)}: {reason}") from None
     store = Boto3ArtifactStore(bucket, client)
     return PrefixedArtifactStore(store, prefix) if prefix else store
 

@@ -21,12 +21,20 @@ PSYCOPG = "postgresql+psycopg"
 GRPC = "grpc://"
 
 _USERINFO = re.compile(r"(?P<head>://[^:/@]*:)(?P<password>.*)@(?P<tail>[^@]*)$")
-_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)(?P<password>[^&]*)")
-_GRPC_ADDRESS = re.compile(r"grpc://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})/?")
+# Query parameters that carry a secret: password=, token=, S3's presigned X-Amz-Signature= and the like.
+_QUERY_PASSWORD = re.compile(
+    r"(?P<key>[?&][\w.-]*(?:password|passwd|token|secret|signature|credential|api_?key|access_?key)=)"
+    r"(?P<password>[^&\s#]*)",
+    re.IGNORECASE,
+)
+_GRPC_ADDRESS = re.compile(
+    r"grpc://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})/?(?:\?token=(?P<token>[^&#]+))?"
+)
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``; URLs without a password are unchanged."""
+    """The URL (or a line quoting one, such as an access log's request line) with its password,
+    token and other secrets replaced by ``***``; text without a secret is unchanged."""
     url = _QUERY_PASSWORD.sub(r"\g<key>***", url)
     match = _USERINFO.search(url)
     if match is None:
@@ -36,7 +44,7 @@ def mask_url(url: str) -> str:
 
 def _passwords(url: str) -> set[str]:
     """The password as written in the URL and percent-decoded, as a driver may quote either."""
-    found = {m.group("password") for m in (_USERINFO.search(url), _QUERY_PASSWORD.search(url)) if m}
+    found = {m.group("password") for m in (_USERINFO.search(url), *_QUERY_PASSWORD.finditer(url)) if m}
     return {p for raw in found for p in (raw, unquote(raw)) if p}
 
 
@@ -63,13 +71,19 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def grpc_address(url: str) -> tuple[str, int] | None:
-    """(host, port) of a ``grpc://host:port`` URL, None for database URLs."""
+    """(host, port) of a ``grpc://host:port[?token=TOKEN]`` URL, None for database URLs."""
     if not url.startswith(GRPC):
         return None
     match = _GRPC_ADDRESS.fullmatch(url)
     if match is None or not 1 <= int(match.group("port")) <= 65535:
-        raise StorageError(f"a storage proxy URL is grpc://host:port (port 1-65535), got {mask_url(url)}")
+        raise StorageError(f"a storage proxy URL is grpc://host:port[?token=TOKEN] (port 1-65535), got {mask_url(url)}")
     return match.group("host"), int(match.group("port"))
+
+
+def grpc_token(url: str) -> str | None:
+    """The proxy token a ``grpc://host:port?token=TOKEN`` URL carries (percent-decoded), else None."""
+    match = _GRPC_ADDRESS.fullmatch(url)
+    return unquote(match.group("token")) if match and match.group("token") else None
 
 
 def check_scheme(url: str) -> None:
@@ -84,6 +98,9 @@ def check_scheme(url: str) -> None:
     except (sqlalchemy.exc.ArgumentError, ValueError):
         raise StorageError(f"not a database URL: {masked}") from None
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):  # each open would be a new, empty database
+            raise StorageError(f"{masked} is an in-memory database that no other command or worker sees; "
+                               "use sqlite:///path/to/file.db")
         return
     if parsed.drivername != PSYCOPG:
         raise StorageError(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import TINY_SPACE, tiny_study_args
+from helpers import CIFAR, TINY_SPACE, tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.objectives import objective as objective_mod
@@ -86,7 +86,7 @@ def test_study_yaml_with_flag_overrides(hybridnas, tmp_path: Path) -> None:
     (tmp_path / "spaces").mkdir()
     (tmp_path / "spaces" / "tiny.yaml").write_text(TINY_SPACE.read_text())
     (tmp_path / "study.yaml").write_text(
-        "dataset: folder:/data/cifar.tar.gz\nspace: spaces/tiny.yaml\nepochs: 4\ntrials: 7\n"
+        f"dataset: {CIFAR}\nspace: spaces/tiny.yaml\nepochs: 4\ntrials: 7\n"
         "objective: accuracy,macs\nmax_macs: 3000000\ntraining: {optimizer: adamw, batch_size: 32}\n"
     )
     url = f"sqlite:///{tmp_path / 'nas.db'}"

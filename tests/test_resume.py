@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import optuna
@@ -18,16 +19,18 @@ def test_interrupted_launch_resumes_where_it_was(hybridnas, tmp_path: Path, monk
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     storage = open_storage(url, heartbeat_interval=None)
     real_progress = LaunchProgress.__call__
+    sent: list[bool] = []
 
     def ctrl_c_after_three_trials(self: LaunchProgress) -> None:
-        """Python turns a terminal's Ctrl-C into KeyboardInterrupt in the main thread, which is
-        where the launcher waits on its Ray workers; raise it there once 3 trials are done."""
+        """Ctrl-C once 3 trials are done: SIGINT to this process, as a terminal sends it."""
         real_progress(self)
-        if len(self.seen) >= 3:
-            raise KeyboardInterrupt
+        if len(self.seen) >= 3 and not sent:
+            sent.append(True)
+            signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(LaunchProgress, "__call__", ctrl_c_after_three_trials)
     code, out = hybridnas("launch", "--study", "res", "--storage", url, *tiny_study_args(10, seed=2), "--workers", "2")
+    assert code == 130, out
     assert "interrupted: workers stopped" in out, out
 
     study = optuna.load_study(study_name="res", storage=storage)

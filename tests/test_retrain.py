@@ -3,6 +3,7 @@ validation split and on images the search never saw, weights kept; a rerun resum
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,13 @@ def test_interrupted_retrain_resumes_and_skips_finished_jobs(
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     study = _searched(hybridnas, url, "r")
     real_progress = LaunchProgress.__call__
+    sent: list[bool] = []
 
     def ctrl_c_after_one_job(self: LaunchProgress) -> None:
         real_progress(self)
-        if self.seen:
-            raise KeyboardInterrupt
+        if self.seen and not sent:
+            sent.append(True)
+            signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(LaunchProgress, "__call__", ctrl_c_after_one_job)
     # 2,048 images, so a job runs for seconds and Ctrl-C lands while others are still to do

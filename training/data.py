@@ -23,7 +23,9 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, UnidentifiedImageError
 
-from hybridnas.common import DataError, first_line
+from hybridnas.common import ConfigError, DataError, first_line
+from hybridnas.training.datasets import cache_dir, cifar_root, folder_path, spec_problem
+from hybridnas.training.settings import device_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _CACHE_VERSION = 1
@@ -49,15 +51,23 @@ class DataSplits:
     classes: list[str]
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("HYBRIDNAS_CACHE") or Path.home() / ".cache" / "hybridnas")
-
-
 def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' means CUDA when present; anything else is passed to torch.device."""
-    if str(device) == "auto":
+    """'auto' means CUDA when present; a named device must exist on this machine, so a wrong
+    name or a missing GPU is one ConfigError where the name comes in, not a CUDA traceback later."""
+    name = str(device)
+    problem = device_problem(name)
+    if problem:
+        raise ConfigError(f"device: {problem}")
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(name)
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device: {name}, but this machine has no CUDA GPU; use cpu or auto")
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"device: {name}, but this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}")
+    return resolved
 
 
 def load_data(
@@ -182,11 +192,11 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
 
 
 def _load_raw(spec: str, data_dir: str | Path | None, image_size: int | None) -> dict:
-    if spec in ("cifar10", "cifar100"):
-        return _load_cifar(spec, data_dir)
-    if spec.startswith("folder:"):
-        return _load_folder(Path(spec.removeprefix("folder:")).expanduser(), image_size)
-    raise DataError(f"unknown dataset {spec!r}; use cifar10, cifar100 or folder:PATH")
+    problem = spec_problem(spec)
+    if problem:
+        raise DataError(problem)
+    path = folder_path(spec)
+    return _load_cifar(spec, data_dir) if path is None else _load_folder(path, image_size)
 
 
 def _load_cifar(name: str, data_dir: str | Path | None) -> dict:
@@ -198,7 +208,7 @@ def _load_cifar(name: str, data_dir: str | Path | None) -> dict:
     """
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    root = Path(data_dir or os.environ.get("HYBRIDNAS_DATA") or cache_dir() / "data").expanduser()
+    root = cifar_root(data_dir)
     cls = CIFAR10 if name == "cifar10" else CIFAR100
     jpeg_export = root / f"{name}-train-jpeg.tar.gz"
     try:
@@ -233,11 +243,12 @@ def dataset_shape(spec: str, *, data_dir: str | Path | None = None) -> DatasetSh
     CIFAR's are known; a folder dataset's are read from the small file written beside its
     decoded cache (the folder is decoded into the cache first if this machine has not yet).
     """
+    problem = spec_problem(spec)
+    if problem:
+        raise DataError(problem)
     if spec in _CIFAR_SHAPES:
         return _CIFAR_SHAPES[spec]
-    if not spec.startswith("folder:"):
-        raise DataError(f"unknown dataset {spec!r}; use cifar10, cifar100 or folder:PATH")
-    path = Path(spec.removeprefix("folder:")).expanduser()
+    path = folder_path(spec)
     shape_file = _cache_file(path, None).with_suffix(".shape.json")
     if not shape_file.exists():
         _write_shape(shape_file, _load_folder(path, None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -11,6 +12,15 @@ from hybridnas.models.config import ArchConfig
 from hybridnas.training.documents import export_document, write_document
 from hybridnas.training.loop import TrainResult
 from hybridnas.training.settings import SEARCHABLE_FIELDS, TrainSettings
+
+RUNS_DIR = Path("runs")
+
+
+def default_run_dir(name: str | None) -> Path:
+    """runs/SLUG for a config named `name`: a name is a label, never a path, so `../x`, `/etc`
+    or `team/demo-trial3` all land under runs/ (as runs/x, runs/etc, runs/team-demo-trial3)."""
+    slug = re.sub(r"[^\w.-]+", "-", name or "").strip(".-")[:100]
+    return RUNS_DIR / (slug or "config")
 
 
 def write_run(

@@ -6,11 +6,12 @@ trains, and must start fast.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hybridnas.common import ConfigError, format_validation_error
 
@@ -20,6 +21,23 @@ Amp = Literal["auto", "off", "bf16", "fp16"]
 
 _DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
 _DEFAULT_WD = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}
+
+# Seeds as numpy's generators take them (Optuna's samplers pass theirs to numpy).
+MAX_SEED = 2**32 - 1
+# Bounds no run gets near, so a typo (an extra digit, a pasted number) is refused where it is
+# typed instead of overflowing or allocating inside a worker hours later.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1_000_000
+# What `device` may name; `resolve_device` (training.data) checks it against the machine.
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
+
+
+def device_problem(name: object) -> str | None:
+    """Why `name` is not a device name, or None; its form only, no torch needed."""
+    if isinstance(name, str) and _DEVICE.fullmatch(name):
+        return None
+    return f"{name!r} is not a device; use {DEVICE_NAMES}"
 
 
 @dataclass(frozen=True)
@@ -47,27 +65,35 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    epochs: Annotated[int, Field(ge=1, description="Epochs to train.")] = 10
-    batch_size: Annotated[int, Field(ge=1, description="Training batch size.")] = 128
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS, description="Epochs to train.")] = 10
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH, description="Training batch size.")] = 128
     optimizer: Annotated[Optimizer, Field(description="sgd (Nesterov), adam or adamw.")] = "sgd"
     lr: Annotated[float, Field(gt=0)] | None = Field(None, description="Learning rate (default: sgd 0.1 x batch/128, adam and adamw 1e-3).")
     weight_decay: Annotated[float, Field(ge=0)] | None = Field(None, description="Weight decay (default: sgd 5e-4, adam 0, adamw 0.05).")
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     schedule: Annotated[Schedule, Field(description="Learning-rate schedule after the warm-up.")] = "cosine"
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    warmup_epochs: Annotated[float, Field(ge=0, le=MAX_EPOCHS)] = 0.0
     label_smoothing: Annotated[float, Field(ge=0, le=1, description="Label smoothing of the cross-entropy loss.")] = 0.0
     grad_clip: Annotated[float, Field(gt=0)] | None = None
-    crop_padding: Annotated[int, Field(ge=0)] = 4
+    crop_padding: Annotated[int, Field(ge=0, le=1024)] = 4
     flip: bool = True
     rotation: Annotated[float, Field(ge=0, le=180)] = 0.0
-    cutout: Annotated[int, Field(ge=0)] = 0
+    cutout: Annotated[int, Field(ge=0, le=8192)] = 0
     amp: Annotated[Amp, Field(description="Mixed precision: auto measures bf16 against fp32 on the CPU.")] = "auto"
     channels_last: bool = True
     compile: Annotated[bool, Field(description="torch.compile the model.")] = False
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     device: Annotated[str, Field(description="auto, cpu, cuda or cuda:N.")] = "auto"
-    eval_batch_size: Annotated[int, Field(ge=1)] = 512
+    eval_batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 512
     measure_latency: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        problem = device_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @property
     def resolved_lr(self) -> float:

@@ -37,11 +37,11 @@ import ray
 import torch
 from sqlalchemy.engine import make_url
 
-from hybridnas.common import HybridNASError, UsageError, first_line, raise_if_interrupted
+from hybridnas.common import CHECK_EVERY_S, HybridNASError, UsageError, first_line, raise_if_interrupted
 from hybridnas.objectives.objective import INTERRUPTED
 from hybridnas.objectives.study import WORKERS_ATTR, budget_reached, study_status
 from hybridnas.objectives.study_definition import StudyDefinition
-from hybridnas.storage import is_shared_location, open_storage, resolve_url
+from hybridnas.storage import is_shared_location, mask_url, open_storage, resolve_url
 from hybridnas.workers.worker import ARTIFACTS_ATTR, fail_and_retry, fail_running_trials, prepare_data, run_worker
 
 
@@ -170,11 +170,13 @@ def launch_workers(
     local = not (ray_address or os.environ.get("RAY_ADDRESS"))
     if local:
         prepare_data(definition)
+        raise_if_interrupted()
     ray_was_up = ray.is_initialized()
     try:
         if not ray_was_up:
             asked = (workers or 0) * (cpus_per_worker or threads or 1)
             say(start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, asked)))
+            raise_if_interrupted()
         _check_artifacts_reach_every_node((worker_options or {}).get("artifacts"))
         plan = plan_workers(ray.cluster_resources(), workers=workers, threads=threads,
                             gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
@@ -197,8 +199,9 @@ def _check_artifacts_reach_every_node(location: str | None) -> None:
     nodes = sum(1 for node in ray.nodes() if node["Alive"])
     if location is not None and nodes > 1 and not is_shared_location(location):
         raise UsageError(
-            f"artifacts would go to {location} on this machine, which the cluster's other {nodes - 1} node(s) "
-            "cannot reach; pass --artifacts with a directory every node sees, or s3://bucket/prefix"
+            f"artifacts would go to {mask_url(location)} on this machine, which the cluster's other "
+            f"{nodes - 1} node(s) cannot reach; pass --artifacts with a directory every node sees, "
+            "or s3://bucket/prefix"
         )
 
 
@@ -309,20 +312,26 @@ def run_ray_workers(
 ) -> list[dict[str, Any]]:
     """Start the plan's actors on the connected Ray cluster and supervise them until the study is over.
 
-    On KeyboardInterrupt: tell every actor to stop, wait up to `grace_s` (a second Ctrl-C cuts
-    it short), kill what is left, mark this launch's RUNNING trials FAIL "interrupted", and
-    re-raise. `on_poll` runs every `poll_s` seconds while the workers run (progress output).
+    On Ctrl-C (a stop request, seen within `CHECK_EVERY_S`; see common/_interrupt.py): tell
+    every actor to stop, wait up to `grace_s` (a second Ctrl-C cuts it short), kill what is
+    left, mark this launch's RUNNING trials FAIL "interrupted", and raise KeyboardInterrupt.
+    Every `poll_s` seconds while the workers run it notes where they landed, asks whether the
+    study is over and runs `on_poll` (progress output).
     """
     fleet = _Fleet(study_name, absolute_storage_url(storage_url), plan, launch_id, worker_options, say)
     results: list[dict[str, Any]] = []
     try:
-        raise_if_interrupted()
         # Inside the try: a Ctrl-C while actors start must not leave the ones already started.
         for _ in range(plan.count):
+            raise_if_interrupted()
             fleet.start()
+        next_poll = time.monotonic()
         while fleet.live:
             raise_if_interrupted()
-            results += fleet.collect(timeout=poll_s)
+            results += fleet.collect(timeout=CHECK_EVERY_S)
+            if time.monotonic() < next_poll:
+                continue
+            next_poll = time.monotonic() + poll_s
             fleet.note_placements()
             if on_poll is not None:
                 on_poll()

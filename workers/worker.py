@@ -25,7 +25,6 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.common import raise_if_interrupted
 from hybridnas.objectives.objective import INTERRUPTED, Objective, TrialFailed, WorkerContext, WorkerStopped
 from hybridnas.objectives.retrain import RetrainObjective, stored_plan
 from hybridnas.objectives.dedup import is_duplicate, is_infeasible
@@ -35,6 +34,7 @@ from hybridnas.storage import artifact_store, load_study, open_storage
 from hybridnas.storage._database import stale_trial_retry
 from hybridnas.training.data import DataSplits, load_data, resolve_device
 from hybridnas.training.measure import device_name
+from hybridnas.workers.heartbeat import HEARTBEAT_INTERVAL_S, check_heartbeat
 
 # FAIL trials do not count towards the budget, so a study whose every trial crashes (a
 # learning rate that always diverges, data the models cannot fit in memory) would never end.
@@ -42,7 +42,6 @@ MAX_FAILURES_IN_A_ROW = 5
 # Samples that are repeats or over the limits use no budget, so a space that produces nothing
 # else would loop forever; this many in a row ends the worker with the reason.
 MAX_UNTRAINED_IN_A_ROW = 50
-HEARTBEAT_INTERVAL_S = 60
 # Where a launch recorded the study's artifact location, so a worker started by hand finds it.
 ARTIFACTS_ATTR = "hybridnas_artifacts"
 # How often a trial whose worker died is queued again before it stays FAIL.
@@ -95,22 +94,22 @@ def run_worker(
     Between trials the worker asks the study's budget for room (`BudgetGate`): it starts a
     trial only while trials that count plus trials in flight stay under the budget, and
     otherwise waits, failing and re-queueing trials whose workers died, so a study ends with
-    its full count and nothing RUNNING. `stop` lets a Ray actor end the loop from another
-    thread: the running trial ends as FAIL "interrupted" at its next epoch. On Ctrl-C
-    (KeyboardInterrupt) the running trial is failed the same way before the interrupt
-    propagates. `heartbeat_interval` / `grace_period` (seconds, default: twice the interval):
+    its full count and nothing RUNNING. `stop` ends the loop from another thread (a Ray actor's
+    stop switch, or Ctrl-C under `ctrl_c_as_request`): the running trial ends as FAIL
+    "interrupted" after its current training step. `heartbeat_interval` / `grace_period` (seconds; the grace period at least twice the interval, its default, see `check_heartbeat`):
     this worker's trials beat every interval, and it fails and re-queues any trial of the study
     whose last beat is older than the grace period; every worker of a study should use the
     same values. `artifacts`: where trial files go (a directory or s3://bucket/prefix; default
     the location the launch recorded in the study, else the storage's default). Returns what
     this worker did: its id, device, trial states and why it stopped.
     """
+    grace_period = check_heartbeat(heartbeat_interval, grace_period)
+    torch_device = resolve_device(device)
     worker_id = worker_id or default_worker_id()
     loaded = load_study(study_name, storage_url, heartbeat_interval=None)
     plan = stored_plan(loaded)
     storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                            max_retry=MAX_RETRY)
-    torch_device = resolve_device(device)
     summary: dict[str, Any] = {"worker": worker_id, "device": device_name(torch_device), "trials": {}}
     store = artifact_store(storage_url, artifacts or loaded.user_attrs.get(ARTIFACTS_ATTR))
     context = WorkerContext(str(torch_device), worker_id, summary["device"], store, stop)
@@ -184,7 +183,6 @@ class _Gate:
         between asks, fail (and so re-queue) trials whose worker died."""
         waited = False
         while True:
-            raise_if_interrupted()
             if self.stop is not None and self.stop.is_set():
                 return INTERRUPTED
             verdict = decide(self.study.get_trials(deepcopy=False), waited)
@@ -193,7 +191,10 @@ class _Gate:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
-            time.sleep(self.poll_s)
+            if self.stop is not None:
+                self.stop.wait(self.poll_s)
+            else:
+                time.sleep(self.poll_s)
             waited = True
 
     def verdict(self, trials: list[FrozenTrial]) -> str | None | object:
