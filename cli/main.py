@@ -7,6 +7,7 @@ with exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 import typer
 
@@ -15,7 +16,7 @@ from hybridnas.cli import proxy_cmds
 from hybridnas.cli import train_cmds
 from hybridnas.cli import service_cmds
 from hybridnas.cli import study_cmds
-from hybridnas.common import HybridNASError, catch_ctrl_c
+from hybridnas.common import HybridNASError, catch_ctrl_c, ctrl_c_as_request
 
 app = typer.Typer(
     name="hybridnas",
@@ -31,13 +32,22 @@ service_cmds.register(app)
 study_cmds.register(app)
 
 
+# Commands that write to a study: Ctrl-C is a stop request from their first line on
+# (common/_interrupt.py), also while they import torch and Ray.
+_STOPPABLE = {"launch", "worker", "retrain"}
+
+
 def main(argv: list[str] | None = None) -> None:
     catch_ctrl_c()
+    args = sys.argv[1:] if argv is None else argv
     try:
-        # without standalone mode typer returns the exit code (130 after Ctrl-C) instead of exiting
-        code = app(args=argv, standalone_mode=False)
+        with ctrl_c_as_request() if args and args[0] in _STOPPABLE else nullcontext():
+            # without standalone mode typer returns the exit code (130 after Ctrl-C) instead of exiting
+            code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
+    except KeyboardInterrupt:
+        sys.exit(130)
     except HybridNASError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

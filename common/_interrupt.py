@@ -24,6 +24,8 @@ from types import FrameType
 CHECK_EVERY_S = 0.5
 
 _requested = threading.Event()
+# How many `ctrl_c_as_request` blocks the main thread is in: the outermost one owns the handler.
+_depth = 0
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
@@ -51,17 +53,24 @@ def catch_ctrl_c() -> None:
 def ctrl_c_as_request() -> Iterator[threading.Event]:
     """Within: the first SIGINT sets the returned event and raises nothing; a second raises
     KeyboardInterrupt. On leaving, a request the body did not act on raises KeyboardInterrupt,
-    so a caller always learns that the user asked to stop. Off the main thread (where no signal
-    arrives) it only yields the event."""
+    so a caller always learns that the user asked to stop. Blocks nest (the CLI opens one
+    before its command imports torch, whose import a KeyboardInterrupt would leave half done;
+    the API function it calls opens another); off the main thread, where no signal arrives, it
+    only yields the event."""
+    global _depth
     if not _in_main_thread():
         yield _requested
         return
-    _requested.clear()
-    previous = signal.signal(signal.SIGINT, _request)
+    if _depth == 0:
+        _requested.clear()
+        previous = signal.signal(signal.SIGINT, _request)
+    _depth += 1
     try:
         yield _requested
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _depth -= 1
+        if _depth == 0:
+            signal.signal(signal.SIGINT, previous)
     raise_if_interrupted()
 
 
