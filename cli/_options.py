@@ -7,7 +7,7 @@ choices and help text live on the model, and a new field is a new flag without C
 from __future__ import annotations
 
 import inspect
-import os
+import tempfile
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
@@ -33,8 +33,10 @@ OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write."
 def _writable(path: Path, want_dir: bool) -> Path:
     """`path` if a file (or with `want_dir`, a directory) can be written there, else BadParameter.
 
-    Checked as the flag is parsed and without creating anything: a file in the way, or a folder
-    that cannot be written, is one error line before the work, not a traceback after it.
+    Checked as the flag is parsed, creating nothing that stays (an unnamed temporary file is
+    opened in the folder: `os.access` says yes to root even where nothing can be written, such
+    as /proc): a file in the way, or a folder that cannot be written, is one error line before
+    the work, not a traceback after it.
     """
     if path.exists():
         if path.is_dir() != want_dir:
@@ -44,8 +46,11 @@ def _writable(path: Path, want_dir: bool) -> Path:
         target = next(parent for parent in path.absolute().parents if parent.exists())
         if not target.is_dir():
             raise typer.BadParameter(f"{target} is a file, not a directory")
-    if not os.access(target, os.W_OK):
-        raise typer.BadParameter(f"cannot write {target}")
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as err:
+        raise typer.BadParameter(f"cannot write {target} ({err.strerror})") from None
     return path
 
 

@@ -278,7 +278,7 @@ def absolutize_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     (another working directory, a Ray actor) find the same files."""
     out = dict(data)
     dataset = out.get("dataset")
-    if isinstance(dataset, str) and dataset.startswith("folder:"):
+    if isinstance(dataset, str) and dataset.startswith("folder:") and dataset != "folder:":  # no path: refused
         out["dataset"] = "folder:" + str(_absolute(dataset.removeprefix("folder:"), base))
     if isinstance(out.get("data_dir"), str):
         out["data_dir"] = str(_absolute(out["data_dir"], base))
