@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helpers import no_hang
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,22 +39,6 @@ TOP_FIELDS = ("config", "input", "stem", "stages", "head", "aux", "name")
 HANG_LIMIT_S = 30  # a hang guard, not a timing assertion
 FUZZ = settings(max_examples=60, deadline=timedelta(seconds=20),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-@contextmanager
-def no_hang(seconds: int = HANG_LIMIT_S) -> Iterator[None]:
-    """Turn an endless loop into a failure (SIGALRM interrupts Python code in the main thread)."""
-
-    def _raise(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"still running after {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _write(tmp_path: Path, document: Any, fmt: str) -> Path:
@@ -100,7 +83,7 @@ def assert_one_line(err: ConfigError, *names: str) -> None:
 
 def load_config_outcome(path: Path) -> ArchConfig | ConfigError:
     """load_config's result or its ConfigError; any other exception or a hang fails the test."""
-    with no_hang():
+    with no_hang(HANG_LIMIT_S):
         try:
             return load_config(path)
         except ConfigError as err:

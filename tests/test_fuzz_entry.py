@@ -52,7 +52,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import socketserver
 import tempfile
 import traceback
@@ -66,7 +65,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from helpers import ARCHIVE, CIFAR, SMALL_SPACE, TINY_CONFIG, TINY_SPACE
+from helpers import ARCHIVE, CIFAR, SMALL_SPACE, TINY_CONFIG, TINY_SPACE, no_hang
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 from optuna.distributions import FloatDistribution
@@ -224,22 +223,6 @@ class World:
         if isinstance(value, dict):
             return {k: self.fill(v) for k, v in value.items()}
         return value
-
-
-@contextmanager
-def no_hang(seconds: int = HANG_LIMIT_S) -> Iterator[None]:
-    """Turn an endless loop into a failure (SIGALRM interrupts Python code in the main thread)."""
-
-    def _raise(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"still running after {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @contextmanager
@@ -639,7 +622,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int | 
 
     capsys.readouterr()
     try:
-        with no_hang():
+        with no_hang(HANG_LIMIT_S):
             main(argv)
         code: int | str = 0
     except SystemExit as exit_:
@@ -804,7 +787,7 @@ def call_api(case: Case, here: World) -> str | None:
 
     api, name = here.fill(case.api), here.fill(case.study)
     try:
-        with no_hang():
+        with no_hang(HANG_LIMIT_S):
             if case.kind == "api-launch":
                 search.launch(api["definition"], study=name, storage=api["storage"], workers=0,
                               heartbeat_interval=api["heartbeat_interval"], grace_period=api["grace_period"])
