@@ -31,9 +31,9 @@ def test_violating_config_is_recorded_and_never_trained(
     trained = []
     real_train = objective_mod.train_model
 
-    def recording_train(config, data, settings, on_epoch=None):
+    def recording_train(config, data, settings, on_epoch=None, **kwargs):
         trained.append(config)
-        return real_train(config, data, settings, on_epoch=on_epoch)
+        return real_train(config, data, settings, on_epoch=on_epoch, **kwargs)
 
     monkeypatch.setattr(objective_mod, "train_model", recording_train)
     code, out = hybridnas("worker", "--study", "c", "--storage", url, "--worker-id", "by-hand", "--threads", "1")
