@@ -62,10 +62,12 @@ def cpu_precision(model: nn.Module, config: ArchConfig, batch_size: int) -> Prec
     """amp "auto" on the CPU: time forward+backward in fp32 NCHW and in bf16 channels_last, keep the faster.
 
     Runs in eval mode (no BatchNorm statistics move) and leaves no gradients behind. Cached per
-    architecture and batch size for the process, so the same config trains the same way twice.
+    architecture (the config without its name: an exported trial is named apart from the trial)
+    and batch size for the process, so the same architecture trains the same way twice even when
+    a busy machine would tip the timing the other way.
     Without AMX tiles bf16 has no fast kernels, so fp32 is taken unmeasured.
     """
-    key = (config.model_dump_json(), batch_size)
+    key = (config.model_dump_json(exclude={"name"}), batch_size)
     if key in _CPU_PRECISION_CACHE:
         return _CPU_PRECISION_CACHE[key]
     candidates = [Precision(None, torch.contiguous_format)]
