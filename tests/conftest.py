@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _SERVICE_FIXTURES & set(item.fixturenames) or "reliability" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-        if not any(item.get_closest_marker(m) for m in ("integration", "slow", "bench")):
+        if not any(item.get_closest_marker(m) for m in ("integration", "slow", "bench", "compose")):
             item.add_marker(pytest.mark.fast)
 
 

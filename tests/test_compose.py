@@ -1,7 +1,8 @@
-"""docker-compose.yml and Dockerfile. No container runtime runs on CI machines (a docker client
-without a daemon at most), so the file is checked as data, and the commands its services run (the Ray head, a
-GPU node, the dashboard and the launch) are run as plain processes on this machine against the
-local PostgreSQL: the cluster they form must finish a study the dashboard then serves."""
+"""docker-compose.yml and Dockerfile, without a container engine: the file is checked as data, and
+the commands its services run (the Ray head, a GPU node, the dashboard and the launch) are run as
+plain processes on this machine against the local PostgreSQL: the cluster they form must finish a
+study the dashboard then serves. tests/test_compose_stack.py (marked `compose`) starts the stack
+for real, in containers."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from hybridnas.objectives.study import counts_toward_budget
 from hybridnas.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = {"postgres", "dashboard", "ray-head", "gpu-node", "launch"}
+SERVICES = {"postgres", "dashboard", "ray-head", "gpu-node", "cpu-node", "launch"}
 HYBRIDNAS_SERVICES = SERVICES - {"postgres"}
 _VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -72,7 +73,8 @@ def test_postgres_healthcheck_and_volume(services: dict) -> None:
 
 
 def test_named_volumes_declared(compose: dict, services: dict) -> None:
-    used = {v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith((".", "/"))}
+    used = {_interpolate(v).split(":")[0] for s in services.values() for v in s.get("volumes", [])
+            if not v.startswith((".", "/"))}
     assert used and used <= set(compose["volumes"])
 
 
@@ -86,7 +88,7 @@ def test_dashboard_binds_inside_the_network(services: dict) -> None:
     argv = _argv(services["dashboard"])
     assert argv[:2] == ["hybridnas", "dashboard"]
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
-    assert "127.0.0.1:8080:8080" in services["dashboard"]["ports"]
+    assert [_interpolate(p) for p in services["dashboard"]["ports"]] == ["127.0.0.1:8080:8080"]
 
 
 def test_gpu_node_reserves_one_nvidia_gpu_and_joins_the_head(services: dict) -> None:
@@ -94,20 +96,28 @@ def test_gpu_node_reserves_one_nvidia_gpu_and_joins_the_head(services: dict) -> 
     (device,) = node["deploy"]["resources"]["reservations"]["devices"]
     assert (device["driver"], device["count"], device["capabilities"]) == ("nvidia", 1, ["gpu"])
     assert _argv(node) == ["ray", "start", "--address=ray-head:6379", "--num-gpus=1", "--block"]
-    assert _argv(services["ray-head"])[:4] == ["ray", "start", "--head", "--port=6379"]
+    head = _argv(services["ray-head"])
+    assert head[:5] == ["ray", "start", "--head", "--port=6379", "--ray-client-server-port=10001"]
+
+
+def test_the_cpu_profile_runs_nodes_without_gpus(services: dict) -> None:
+    node = services["cpu-node"]
+    assert node["profiles"] == ["cpu"] and "deploy" not in node
+    assert _argv(node) == ["ray", "start", "--address=ray-head:6379", "--num-gpus=0", "--block"]
+    assert "profiles" not in services["gpu-node"]  # a GPU box runs the file as it is
 
 
 def test_the_launch_drives_the_cluster(services: dict) -> None:
     launch = services["launch"]
     argv = _argv(launch)
-    assert argv[:2] == ["hybridnas", "launch"] and argv[argv.index("--ray-address") + 1] == "ray-head:6379"
+    assert argv[:2] == ["hybridnas", "launch"] and argv[argv.index("--ray-address") + 1] == "ray://ray-head:10001"
     assert launch["restart"] == "on-failure"  # a relaunch resumes the study
 
 
 def test_depends_on_conditions(services: dict) -> None:
     for name in ("dashboard", "launch"):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("launch", "gpu-node"):
+    for name in ("launch", "gpu-node", "cpu-node"):
         assert services[name]["depends_on"]["ray-head"]["condition"] == "service_started"
 
 
@@ -137,11 +147,18 @@ def test_commands_parse_with_the_real_cli(services: dict, name: str) -> None:
     command.make_context(argv[0], argv[1:])
 
 
-def test_services_build_the_dockerfile(services: dict) -> None:
+def test_services_build_the_dockerfile_from_public_images_by_default(services: dict) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
-    assert "pip install ." in dockerfile
-    assert all(services[name]["build"] == "." for name in HYBRIDNAS_SERVICES)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert re.findall(r"^FROM (.*)$", dockerfile, re.MULTILINE) == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]
+    assert "COPY --from=build /opt/hybridnas /opt/hybridnas" in dockerfile
+    for name in HYBRIDNAS_SERVICES:
+        build = services[name]["build"]
+        assert build["context"] == "."
+        assert {k: _interpolate(v) for k, v in build["args"].items()} == {"PYTHON_IMAGE": "python:3.11-slim",
+                                                                          "PIP_INSTALL_OPTIONS": ""}
+        assert _interpolate(services[name]["image"]) == "hybridnas:latest"
+    assert _interpolate(services["postgres"]["image"]) == "postgres:16"
 
 
 def _free_port() -> int:
@@ -158,7 +175,7 @@ def test_the_services_commands_run_a_study_as_plain_processes(
 ) -> None:
     from ray_nodes import RayCluster
 
-    head_port, dashboard_port = _free_port(), _free_port()
+    head_port, client_port, dashboard_port = _free_port(), _free_port(), _free_port()
     study = f"compose-{uuid.uuid4().hex[:8]}"
     values = {"STUDY": study, "DATASET": CIFAR, "SPACE": str(TINY_SPACE), "TRIALS": "4", "WORKERS": "2",
               "GPUS_PER_WORKER": "0.5", "HYBRIDNAS_ARTIFACTS": str(tmp_path / "artifacts"),
@@ -172,7 +189,9 @@ def test_the_services_commands_run_a_study_as_plain_processes(
     def local(argv: list[str]) -> list[str]:
         """The container's command on this machine: our venv's programs, the head on loopback."""
         argv = [str(bin_dir / argv[0]), *argv[1:]]
-        return [a.replace("ray-head:6379", cluster.address).replace("--port=6379", f"--port={head_port}")
+        return [a.replace("ray://ray-head:10001", f"ray://127.0.0.1:{client_port}")
+                .replace("ray-head:6379", cluster.address).replace("--port=6379", f"--port={head_port}")
+                .replace("--ray-client-server-port=10001", f"--ray-client-server-port={client_port}")
                 for a in argv]
 
     procs = []
