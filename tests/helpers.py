@@ -133,3 +133,35 @@ def no_hang(seconds: int) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+
+@contextmanager
+def ctrl_c_when(ready: Any) -> Iterator[list[bool]]:
+    """Within the block, Ctrl-C (SIGINT to this process, as a terminal sends it) at the first
+    progress poll of a launch or retrain where `ready(progress)` holds; yields a list that gets
+    one entry when it was sent.
+
+    The supervisor polls every 0.2 s instead of its usual 2 s, so the signal lands within a
+    fraction of a second of `ready`, also on a machine fast enough to finish a tiny study between
+    two 2 s polls."""
+    import functools
+
+    import pytest
+
+    from hybridnas.cli._progress import LaunchProgress
+    from hybridnas.workers import ray_workers
+
+    real_progress = LaunchProgress.__call__
+    sent: list[bool] = []
+
+    def progress_then_ctrl_c(self: LaunchProgress) -> None:
+        real_progress(self)
+        if not sent and ready(self):
+            sent.append(True)
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LaunchProgress, "__call__", progress_then_ctrl_c)
+        mp.setattr(ray_workers, "run_ray_workers", functools.partial(ray_workers.run_ray_workers, poll_s=0.2))
+        yield sent

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import check_finished_study, tiny_study_args
+from helpers import check_finished_study, ctrl_c_when, tiny_study_args
 from optuna.trial import TrialState
 
-from hybridnas.cli._progress import LaunchProgress
 from hybridnas.storage import open_storage
 
 
 @pytest.mark.usefixtures("ray_cluster")
-def test_interrupted_launch_resumes_where_it_was(hybridnas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_launch_resumes_where_it_was(hybridnas, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     storage = open_storage(url, heartbeat_interval=None)
-    real_progress = LaunchProgress.__call__
-    sent: list[bool] = []
-
-    def ctrl_c_after_three_trials(self: LaunchProgress) -> None:
-        """Ctrl-C once 3 trials are done: SIGINT to this process, as a terminal sends it."""
-        real_progress(self)
-        if len(self.seen) >= 3 and not sent:
-            sent.append(True)
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(LaunchProgress, "__call__", ctrl_c_after_three_trials)
-    code, out = hybridnas("launch", "--study", "res", "--storage", url, *tiny_study_args(10, seed=2), "--workers", "2")
-    assert code == 130, out
+    with ctrl_c_when(lambda progress: len(progress.seen) >= 3) as sent:
+        code, out = hybridnas("launch", "--study", "res", "--storage", url, *tiny_study_args(10, seed=2),
+                              "--workers", "2")
+    assert sent and code == 130, out
     assert "interrupted: workers stopped" in out, out
 
     study = optuna.load_study(study_name="res", storage=storage)
@@ -43,7 +32,6 @@ def test_interrupted_launch_resumes_where_it_was(hybridnas, tmp_path: Path, monk
         if t.state == TrialState.FAIL:
             assert t.user_attrs["fail_reason"] == "interrupted"
 
-    monkeypatch.setattr(LaunchProgress, "__call__", real_progress)
     code, out = hybridnas("launch", "--study", "res", "--storage", url, "--workers", "2")
     assert code == 0, out
     assert "resuming study 'res'" in out

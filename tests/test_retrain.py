@@ -3,7 +3,6 @@ validation split and on images the search never saw, weights kept; a rerun resum
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +10,10 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from helpers import CIFAR, TEST_WORKER, json_in, tiny_study_args
+from helpers import CIFAR, TEST_WORKER, ctrl_c_when, json_in, tiny_study_args
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
-from hybridnas.cli._progress import LaunchProgress
 from hybridnas.models import build
 from hybridnas.objectives.retrain import SEED, SOURCE_TRIAL, companion_name
 from hybridnas.objectives.results import trial_config
@@ -34,33 +32,21 @@ def _searched(hybridnas, url: str, name: str, *extra: str) -> optuna.Study:
 
 
 @pytest.mark.usefixtures("ray_cluster")
-def test_interrupted_retrain_resumes_and_skips_finished_jobs(
-    hybridnas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_interrupted_retrain_resumes_and_skips_finished_jobs(hybridnas, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     study = _searched(hybridnas, url, "r")
-    real_progress = LaunchProgress.__call__
-    sent: list[bool] = []
-
-    def ctrl_c_after_one_job(self: LaunchProgress) -> None:
-        real_progress(self)
-        if self.seen and not sent:
-            sent.append(True)
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(LaunchProgress, "__call__", ctrl_c_after_one_job)
     # 2,048 images, so a job runs for seconds and Ctrl-C lands while others are still to do
     args = ("retrain", "--study", "r", "--storage", url, "--top", "2", "--seeds", "2", "--epochs", "3", "--test",
             "--train-subset", "2048")
-    code, out = hybridnas(*args, "--workers", "2")
-    assert code == 130, out
+    with ctrl_c_when(lambda progress: progress.seen) as sent:
+        code, out = hybridnas(*args, "--workers", "2")
+    assert sent and code == 130, out
     companion = optuna.load_study(study_name=companion_name("r"), storage=open_storage(url, heartbeat_interval=None))
     before = {t.number: t for t in companion.get_trials() if t.state == TrialState.COMPLETE}
     still_queued = [t for t in companion.get_trials() if t.state == TrialState.WAITING]
     assert 1 <= len(before) < 4
     assert not [t for t in companion.get_trials() if t.state == TrialState.RUNNING]
 
-    monkeypatch.setattr(LaunchProgress, "__call__", real_progress)
     code, out = hybridnas(*args, "--workers", "2", "--json")
     assert code == 0, out
     # the interrupted jobs are queued again; the ones that never started are still queued
