@@ -10,7 +10,6 @@ when asked for.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -41,10 +40,13 @@ def study_env() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def ray_cluster(study_env: None) -> Iterator[None]:
-    """One local Ray for every study test; `hybridnas launch` reuses a running Ray."""
+    """One local Ray for every study test, started as `hybridnas launch` starts its own;
+    `hybridnas launch` reuses a running Ray."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    from hybridnas.workers.ray_workers import start_ray
+
+    start_ray(None, num_cpus=2)
     yield
     ray.shutdown()
 

@@ -65,6 +65,8 @@ class RayCluster:
             # notice a lost node in seconds, not the default half minute
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_failure_threshold": "3",
+            # workers at normal priority, as the embedded Ray runs them (workers/ray_workers.start_ray)
+            "RAY_worker_niceness": "0",
         }
         self.logs = logs
         self.nodes: list[subprocess.Popen[bytes]] = []

@@ -82,3 +82,17 @@ def test_a_stale_cluster_address_file_does_not_stop_a_launch(tmp_path: Path) -> 
     )
     assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
     assert "started a local Ray" in launch.stdout and "1/1 distinct architectures trained" in launch.stdout, launch.stdout
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_the_embedded_ray_runs_its_workers_at_this_process_priority() -> None:
+    """Not Ray's default nice 15, at which a busy machine starves the workers of CPU."""
+    import os
+
+    import ray
+
+    @ray.remote
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(niceness.remote(), timeout=120) == os.nice(0)

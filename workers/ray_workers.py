@@ -127,12 +127,15 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> str:
 
     Without an address a new local Ray is always started (`address="local"`): a cluster that
     ran on this machine earlier and died leaves its address file behind, and a plain
-    `ray.init()` would try to join it and fail.
+    `ray.init()` would try to join it and fail. Its workers run at normal priority, not Ray's
+    nice 15: they are the job, and at nice 15 any other busy process on the machine starves
+    them until their actors miss Ray's registration timeout.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
     common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
     if not address:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **common)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, _system_config={"worker_niceness": 0},
+                 **common)
         return f"started a local Ray ({num_cpus or os.cpu_count()} CPUs); join a cluster with --ray-address"
     try:
         ray.init(address=address, **common)
