@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from common import HYBRIDNAS, RESULTS
+from harness import HYBRIDNAS, RESULTS
 
 OPTUNA = str(Path(sys.executable).with_name("optuna"))
 # Commands start as on a user's machine, where Python caches bytecode: some CI and sandbox images

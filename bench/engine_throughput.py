@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import VisionDataset
 
-from common import CIFAR
+from harness import CIFAR
 from hybridnas.models import HybridOutput, build
 from hybridnas.models.presets import preset
 from hybridnas.models.profile import profile

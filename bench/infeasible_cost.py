@@ -36,15 +36,15 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import RESULTS
+from harness import RESULTS
 
 from hybridnas import search
 from hybridnas.models import ArchConfig, build
 from hybridnas.models.profile import profile
 from hybridnas.objectives import objective as objective_module
-from hybridnas.objectives.dedup import is_infeasible
 from hybridnas.objectives.local_search import LocalSearchSampler
 from hybridnas.objectives.objective import Objective, TrialFailed, WorkerContext
+from hybridnas.objectives.trial_record import TrialRecord
 from hybridnas.search_space import load_space, sample_configs
 from hybridnas.storage import open_storage
 from hybridnas.training.data import DataSplits
@@ -83,7 +83,7 @@ def infeasible_trial_seconds(limit: int, n: int) -> dict[str, list[float]]:
         while min(len(seconds) for seconds in rejected.values()) < n:
             for arm, study, objective in runs:
                 seconds, number = _one_trial(study, objective)
-                if is_infeasible(study.trials[number]):
+                if TrialRecord(study.trials[number]).is_infeasible:
                     rejected[arm].append(seconds)
     return {arm: seconds[:n] for arm, seconds in rejected.items()}
 
@@ -121,7 +121,7 @@ def where_the_time_goes(limit: int, n: int) -> dict[str, Any]:
         while len(per_trial) < n:
             seconds_before, calls_before = seconds_in.copy(), calls.copy()
             seconds, number = _one_trial(study, objective)
-            if is_infeasible(study.trials[number]):
+            if TrialRecord(study.trials[number]).is_infeasible:
                 per_trial.append((Counter(trial=seconds) + seconds_in - seconds_before,
                                   Counter(trial=1) + calls - calls_before))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from common import CIFAR, HYBRIDNAS, RESULTS, require_archive
+from harness import CIFAR, HYBRIDNAS, RESULTS, require_archive
 
 
 

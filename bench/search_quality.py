@@ -72,14 +72,15 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from common import CIFAR, RESULTS, require_archive
+from harness import CIFAR, RESULTS, require_archive
 
 from hybridnas.models.canonical import architecture_key, canonical_config
 from hybridnas.models.config import ArchConfig, parse_config
 from hybridnas.models.profile import profile
-from hybridnas.objectives.dedup import ARCH_KEY, declare, is_duplicate, is_infeasible, reuse_or_train
-from hybridnas.objectives.study import counts_toward_budget, space_exhausted
+from hybridnas.objectives.dedup import declare, reuse_or_train
+from hybridnas.objectives.study import space_exhausted
 from hybridnas.objectives.study_definition import StudyDefinition, validate_definition
+from hybridnas.objectives.trial_record import ARCH_KEY, TrialRecord
 from hybridnas.search_space import SearchSpace
 from hybridnas.training.data import DataSplits
 from hybridnas.training.loop import EpochReport, train_model
@@ -179,7 +180,7 @@ def hybridnas_search(seed: int, evaluations: int) -> tuple[optuna.Study, Trace, 
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal untrained_in_a_row, stopped
-        untrained_in_a_row = untrained_in_a_row + 1 if is_duplicate(trial) else 0
+        untrained_in_a_row = untrained_in_a_row + 1 if TrialRecord(trial).is_duplicate else 0
         if untrained_in_a_row >= MAX_UNTRAINED_IN_A_ROW:
             stopped = space_exhausted(study, definition, untrained_in_a_row)
         else:
@@ -197,8 +198,8 @@ def run_hybridnas(seed: int, evaluations: int) -> dict[str, Any]:
     return {
         "trials": len(trials),
         "stopped": stopped,
-        "counted": sum(counts_toward_budget(t) for t in trials),
-        "marked_duplicate": sum(is_duplicate(t) for t in trials),
+        "counted": sum(TrialRecord(t).counts_toward_budget for t in trials),
+        "marked_duplicate": sum(TrialRecord(t).is_duplicate for t in trials),
         **summary(trace),
     }
 
@@ -460,15 +461,15 @@ def launch_search(job: dict[str, Any]) -> dict[str, Any]:
     definition = validate_definition(job["definition"])
     study = search.launch(definition, study=job["study"], storage=job["storage"], workers=2)
     trials = study.get_trials(deepcopy=False)
-    trained = [t for t in trials if counts_toward_budget(t)]
+    trained = [t for t in trials if TrialRecord(t).counts_toward_budget]
     complete = [t.value for t in trained if t.state == TrialState.COMPLETE]
     return {
         "trials": len(trials),
         "states": state_counts(trials),
         "distinct_trained": len(trained),
         "trainings": len(trained),
-        "infeasible": sum(is_infeasible(t) for t in trials),
-        "duplicates": sum(is_duplicate(t) for t in trials),
+        "infeasible": sum(TrialRecord(t).is_infeasible for t in trials),
+        "duplicates": sum(TrialRecord(t).is_duplicate for t in trials),
         "epochs_trained": sum(len(t.intermediate_values) for t in trained),
         "best_val_top1": max(complete, default=None),
         "best_val_top1_any_epoch": max((v for t in trained for v in t.intermediate_values.values()), default=None),
