@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hybridnas.common import ConfigError
-from hybridnas.common._lazy import lazy_names
+from hybridnas.common import lazy_names
 
 if TYPE_CHECKING:
     from hybridnas.models.config import ArchConfig, dump_config, load_config, parse_config

@@ -2,7 +2,8 @@
 
 Every stage block is called as `block(x, extra)`: `extra` is what SE-R feeds into the SE squeeze
 (the aux logits), None otherwise; blocks without SE accept it and ignore it. `STEMS` and `BLOCKS`
-map each `StemConfig.kind` and `StageConfig.block` to its builder.
+map each `StemConfig.kind` and `StageConfig.block` to its builder; what each block kind is
+(its module class, expansion, fields) is its spec in hybridnas.models.block_specs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from hybridnas.models.block_specs import BLOCK_SPECS
 from hybridnas.models.config import BlockKind, PoolConfig, StageConfig, StemConfig, StemKind
 from hybridnas.models.registry import Registry
 
@@ -91,19 +93,18 @@ class SqueezeExcite(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """ResNet basic (two 3x3) or bottleneck (1x1-3x3-1x1, x4) block with optional SE.
+    """ResNet basic (two 3x3) or bottleneck (1x1-3x3-1x1, widening by its spec's expansion) block
+    with optional SE.
 
     Follows the CIFAR SE-ResNet the SE-R paper trained: every conv is Conv-BN-ReLU (the last
     one too), SE rescales the residual branch, then the shortcut is added and ReLU applied.
     """
 
-    expansion = {"basic": 1, "bottleneck": 4}
-
     def __init__(
         self, kind: str, in_ch: int, width: int, stride: int, act: str, se_reduction: int | None, se_extra: int
     ) -> None:
         super().__init__()
-        out_ch = width * self.expansion[kind]
+        out_ch = width * BLOCK_SPECS[kind].expansion
         if kind == "basic":
             self.residual = nn.Sequential(
                 conv_norm_act(in_ch, width, 3, act, stride=stride), conv_norm_act(width, out_ch, 3, act)

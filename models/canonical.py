@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from hybridnas.models.block_specs import BLOCK_SPECS, STAGE_FIELDS
 from hybridnas.models.config import ArchConfig
 
 # The attention fields each kind reads (besides `kind`); `dim` None means the stage width.
@@ -22,16 +23,6 @@ _ATTENTION_FIELDS = {
     "conv_mhsa": ("heads", "depth", "mlp_ratio", "dropout", "kv_stride"),
     "transformer": ("dim", "heads", "depth", "mlp_ratio", "dropout"),
 }
-# The stage fields each block kind reads besides those every stage has.
-_BLOCK_FIELDS = {
-    "conv": ("depth", "kernel_sizes", "stride", "norm"),
-    "residual": ("depth", "kernel_sizes", "norm"),
-    "basic": ("depth", "stride"),
-    "bottleneck": ("depth", "stride"),
-    "multiscale": ("kernel_sizes", "norm"),
-}
-_STAGE_FIELDS = ("block", "channels", "activation", "pool", "dropout", "spatial_dropout", "se_reduction",
-                 "attention", "shortcut")
 
 
 def _pool(pool: dict[str, Any]) -> dict[str, Any]:
@@ -59,15 +50,15 @@ def _attention(attention: dict[str, Any] | None, width: int) -> dict[str, Any] |
 
 
 def _stage(stage: dict[str, Any], width: int) -> dict[str, Any]:
-    block = stage["block"]
-    used = {*_STAGE_FIELDS, *_BLOCK_FIELDS[block]}
+    spec = BLOCK_SPECS[stage["block"]]
+    used = {*STAGE_FIELDS, *spec.reads}
     out = {k: v for k, v in stage.items() if k in used}
     out["pool"] = _pool(stage["pool"])
     kernels = stage["kernel_sizes"]
-    if block == "residual" or (block == "conv" and len(set(kernels)) == 1):
+    if spec.kernels == "first" or (spec.kernels == "per_layer" and len(set(kernels)) == 1):
         out["kernel_sizes"] = kernels[:1]
-    if block == "multiscale" and stage["norm"] == "pre":
-        out["norm"] = "post"  # the multi-scale embedding has one norm after the concat either way
+    if "norm" in out and out["norm"] not in spec.norms:
+        out["norm"] = "post"  # e.g. the multi-scale embedding has one norm after the concat either way
     if not stage["dropout"]:
         out.pop("spatial_dropout")
     for optional in ("se_reduction", "attention"):

@@ -15,10 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybridnas.common import read_document_file, validate_model
+from hybridnas.models.block_specs import BLOCK_SPECS, BlockKind, kinds_where
 
 Activation = Literal["relu", "gelu"]
 StemKind = Literal["none", "conv", "multiscale"]
-BlockKind = Literal["conv", "residual", "basic", "bottleneck", "multiscale"]
 AttentionKind = Literal["mhsa", "conv_mhsa", "transformer", "luong"]
 PositiveInt = Annotated[int, Field(ge=1, le=8192)]
 KernelSize = Annotated[int, Field(ge=1, le=15)]
@@ -84,9 +84,10 @@ class StageConfig(_Strict):
     block conv: `depth` conv layers (Conv-Norm-Act for norm=post, Norm-Conv-Act for norm=pre,
         Conv-Act ... then one Norm for norm=end, Keras-style as Zureick's summary shows).
     block residual: `depth` Group18 residual modules (two conv modules + identity).
-    block basic / bottleneck: ResNet blocks (bottleneck output = 4 x channels), the first with
+    block basic / bottleneck: ResNet blocks (a bottleneck widens its output), the first with
         `stride`; with `se_reduction` they are SE blocks.
     block multiscale: one SAMC conv embedding -- parallel convs of `kernel_sizes`, concatenated.
+    Which fields each block reads, and what it takes, is its spec (hybridnas.models.block_specs).
     shortcut avgpool: stage output += 1x1-projected avg_pool(stage input) (SAMC's residual).
     """
 
@@ -106,7 +107,7 @@ class StageConfig(_Strict):
 
     @property
     def out_channels(self) -> int:
-        return self.channels * 4 if self.block == "bottleneck" else self.channels
+        return self.channels * BLOCK_SPECS[self.block].expansion
 
 
 class HeadConfig(_Strict):
@@ -168,6 +169,10 @@ class ArchConfig(_Strict):
         return parse_config(data)
 
 
+_STRIDED = "/".join(kinds_where(lambda spec: spec.takes_stride))
+_END_NORMED = "/".join(kinds_where(lambda spec: "end" in spec.norms))
+
+
 def _pooled(size: int, pool: PoolConfig) -> int:
     return size if pool.kind == "none" else size // pool.size
 
@@ -189,34 +194,31 @@ def _trace_shapes(cfg: ArchConfig) -> tuple[list[str], list[tuple[int, int]]]:
             problems.append(f"stem.pool: size {stem.pool.size} shrinks the map below 1x1")
     for i, stage in enumerate(cfg.stages):
         where = f"stages.{i}"
+        spec = BLOCK_SPECS[stage.block]
         if any(k % 2 == 0 for k in stage.kernel_sizes):
             problems.append(f"{where}.kernel_sizes: {stage.kernel_sizes} must all be odd ('same' padding)")
-        if stage.block == "conv" and len(stage.kernel_sizes) not in (1, stage.depth):
+        if spec.kernels == "per_layer" and len(stage.kernel_sizes) not in (1, stage.depth):
             problems.append(f"{where}.kernel_sizes: give 1 or depth={stage.depth} sizes, not {len(stage.kernel_sizes)}")
-        if stage.block == "multiscale":
-            if stage.channels % len(stage.kernel_sizes):
-                problems.append(
-                    f"{where}.channels: {stage.channels} is not divisible by the "
-                    f"{len(stage.kernel_sizes)} kernel sizes"
-                )
-            if stage.depth != 1:
-                problems.append(f"{where}.depth: a multiscale embedding has depth 1, got {stage.depth}")
+        if spec.kernels == "parallel" and stage.channels % len(stage.kernel_sizes):
+            problems.append(
+                f"{where}.channels: {stage.channels} is not divisible by the {len(stage.kernel_sizes)} kernel sizes"
+            )
+        if "depth" not in spec.reads and stage.depth != 1:
+            problems.append(f"{where}.depth: a {spec.noun} has depth 1, got {stage.depth}")
         if stage.se_reduction is not None:
-            if stage.block not in ("basic", "bottleneck", "residual"):
+            if not spec.takes_se:
                 problems.append(f"{where}.se_reduction: SE needs a residual block, not block={stage.block!r}")
             elif stage.out_channels // stage.se_reduction < 1:
                 problems.append(
                     f"{where}.se_reduction: {stage.se_reduction} leaves no hidden unit for "
                     f"{stage.out_channels} channels"
                 )
-        if stage.block == "residual" and stage.channels != channels:
-            problems.append(
-                f"{where}.channels: a residual module keeps its input width ({channels}), got {stage.channels}"
-            )
-        if stage.norm == "end" and stage.block != "conv":
-            problems.append(f"{where}.norm: 'end' applies to conv blocks only, not block={stage.block!r}")
-        if stage.stride > 1 and stage.block not in ("basic", "bottleneck", "conv"):
-            problems.append(f"{where}.stride: only conv/basic/bottleneck blocks take a stride")
+        if spec.keeps_width and stage.channels != channels:
+            problems.append(f"{where}.channels: a {spec.noun} keeps its input width ({channels}), got {stage.channels}")
+        if stage.norm == "end" and "end" not in spec.norms:
+            problems.append(f"{where}.norm: 'end' applies to {_END_NORMED} blocks only, not block={stage.block!r}")
+        if stage.stride > 1 and not spec.takes_stride:
+            problems.append(f"{where}.stride: only {_STRIDED} blocks take a stride")
         size = -(-size // stage.stride)
         size = _pooled(size, stage.pool)
         if size < 1:

@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
+from hybridnas.models.block_specs import BLOCK_SPECS
+
 if TYPE_CHECKING:
     from hybridnas.models.config import ArchConfig, AttentionConfig, AuxConfig, PoolConfig, StageConfig, StemConfig
 
 Modules = Sequence[Mapping[str, Any]]
 
-_BLOCK_ABBREVIATIONS = {"conv": "conv", "residual": "res", "basic": "basic", "bottleneck": "bneck", "multiscale": "ms"}
 _ATTENTION_NAMES = {"mhsa": "MHSA", "conv_mhsa": "conv-MHSA", "transformer": "transformer", "luong": "Luong"}
 _HEAD_NAMES = {"avgpool": "avgpool", "flatten": "flatten", "cls": "CLS"}
-# Blocks whose kernel sizes are fixed by the block, not read from `kernel_sizes`.
-_FIXED_KERNELS = {"basic": "3", "bottleneck": "1/3/1"}
 
 
 def architecture_summary(cfg: ArchConfig) -> str:
@@ -59,9 +58,10 @@ def _stem_summary(stem: StemConfig) -> str:
 
 
 def _stage_summary(stage: StageConfig, aux: AuxConfig | None) -> str:
-    text = f"{_BLOCK_ABBREVIATIONS[stage.block]} {stage.channels}" + (f"x{stage.depth}" if stage.depth > 1 else "")
+    spec = BLOCK_SPECS[stage.block]
+    text = f"{spec.label} {stage.channels}" + (f"x{stage.depth}" if stage.depth > 1 else "")
     kernels = _kernels(stage)
-    if stage.block not in _FIXED_KERNELS and kernels != "3":
+    if spec.kernels != "fixed" and kernels != "3":
         text += f" ({kernels})"
     if stage.se_reduction is not None:
         text += " SE"
@@ -73,11 +73,12 @@ def _stage_summary(stage: StageConfig, aux: AuxConfig | None) -> str:
 
 
 def _kernels(stage: StageConfig) -> str:
-    """The kernel sizes the stage's convs use: per layer for conv, in parallel for multiscale."""
-    if stage.block in _FIXED_KERNELS:
-        return _FIXED_KERNELS[stage.block]
+    """The kernel sizes the stage's convs use: per layer, in parallel, or fixed by the block."""
+    spec = BLOCK_SPECS[stage.block]
+    if spec.kernels == "fixed":
+        return spec.fixed_kernels
     sizes = stage.kernel_sizes
-    if stage.block == "residual" or len(set(sizes)) == 1:
+    if spec.kernels == "first" or len(set(sizes)) == 1:
         sizes = sizes[:1]
     return "/".join(map(str, sizes))
 
@@ -328,7 +329,8 @@ def _points(points: list[tuple[float, float]]) -> str:
 
 
 def _stage_box(i: int, stage: StageConfig, row: dict[str, Any], fed_by: int | None) -> _Box:
-    details = [f"kernels {row['kernels']}" + (" in parallel" if stage.block == "multiscale" else "")]
+    parallel = BLOCK_SPECS[stage.block].kernels == "parallel"
+    details = [f"kernels {row['kernels']}" + (" in parallel" if parallel else "")]
     if stage.stride > 1:
         details.append(f"stride {stage.stride}")
     if stage.se_reduction is not None:

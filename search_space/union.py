@@ -7,13 +7,19 @@ are only offered while the map is large enough, attention only on maps of at mos
 `max_attention_tokens` positions, a CLS head only after a transformer, aux heads only before
 the last stage. A parameter's choices never depend on earlier answers (Optuna's samplers
 require a fixed distribution per name); where they would, the knob gets its own name.
+Which knobs a stage's block has follows its spec (hybridnas.models.block_specs).
+
+`config_answer` is the program read backwards: the answer a config gives to each parameter,
+kept beside the program so that every parameter name is written in this one module.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from hybridnas.models.block_specs import BLOCK_SPECS, BlockKind
 
 
 class SuggestsParams(Protocol):
@@ -59,19 +65,23 @@ Width = Annotated[int, Field(ge=1, le=4096)]
 
 
 class UnionKnobs(BaseModel):
-    """The ranges of the union space, as written in a `kind: union` space file."""
+    """The ranges of the union space, as written in a `kind: union` space file.
 
-    model_config = ConfigDict(extra="forbid")
+    Defaults are validated too: the default widths must fit the head counts a file sets.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
     stems: _choices(Literal["none", "conv", "multiscale"]) = ["none", "conv", "multiscale"]
     stages: IntRange = IntRange(low=1, high=6)
-    blocks: _choices(Literal["conv", "residual", "basic", "bottleneck", "multiscale"]) = [
-        "conv", "residual", "basic", "bottleneck", "multiscale"]
-    widths: _choices(Width) = [16, 24, 32, 48, 64, 96, 128, 144, 192, 256, 384, 512]
-    multiscale_widths: _choices(Width) = [24, 48, 96, 144, 192, 288, 384]
-    depth: IntRange = IntRange(low=1, high=6)
+    blocks: _choices(BlockKind) = list(get_args(BlockKind))
+    # Before the widths, which are checked against them.
+    heads: _choices(Annotated[int, Field(ge=1, le=64)]) = [1, 2, 4, 8]
     kernel_sizes: _choices(Literal[1, 3, 5, 7, 9, 11, 13, 15]) = [3, 5]
     kernel_sets: _choices(Annotated[str, Field(pattern=r"^(1|3|5|7|9|11|13|15)(-(1|3|5|7|9|11|13|15)){0,5}$")]) = [
         "3-5", "3-5-7"]
+    widths: _choices(Width) = [16, 24, 32, 48, 64, 96, 128, 144, 192, 256, 384, 512]
+    multiscale_widths: _choices(Width) = [24, 48, 96, 144, 192, 288, 384]
+    depth: IntRange = IntRange(low=1, high=6)
     norms: _choices(Literal["post", "pre", "end"]) = ["post", "pre", "end"]
     activations: _choices(Literal["relu", "gelu"]) = ["relu", "gelu"]
     strides: _choices(Literal[1, 2, 3, 4]) = [1, 2]
@@ -82,7 +92,6 @@ class UnionKnobs(BaseModel):
     attentions: _choices(Literal["none", "mhsa", "conv_mhsa", "transformer", "luong"]) = [
         "none", "mhsa", "conv_mhsa", "transformer", "luong"]
     max_attention_tokens: int = Field(256, ge=1, le=4096)
-    heads: _choices(Annotated[int, Field(ge=1, le=64)]) = [1, 2, 4, 8]
     attention_depth: IntRange = IntRange(low=1, high=3)
     mlp_ratios: _choices(Annotated[float, Field(gt=0.0, le=16.0)]) = [2.0, 4.0]
     attention_dropout: FloatRange = FloatRange(low=0.0, high=0.3, step=0.1)
@@ -95,22 +104,33 @@ class UnionKnobs(BaseModel):
     aux_loss_weight: FloatRange = FloatRange(low=0.1, high=0.7, step=0.1)
     aux_dropout: float = Field(0.7, ge=0.0, lt=1.0)
 
-    @model_validator(mode="after")
-    def _widths_fit_heads(self) -> UnionKnobs:
-        if not 1 <= self.stages.low <= self.stages.high <= 12:
-            raise ValueError(f"stages: {self.stages.low}..{self.stages.high} is not within the 1..12 stages a config may have")
-        for w in self.widths:
-            bad = [h for h in self.heads if w % h]
+    @field_validator("stages")
+    @classmethod
+    def _stages_fit_a_config(cls, stages: IntRange) -> IntRange:
+        if not 1 <= stages.low <= stages.high <= 12:
+            raise ValueError(f"{stages.low}..{stages.high} is not within the 1..12 stages a config may have")
+        return stages
+
+    @field_validator("widths")
+    @classmethod
+    def _widths_fit_heads(cls, widths: list[int], info: ValidationInfo) -> list[int]:
+        for w in widths:
+            bad = [h for h in info.data.get("heads", []) if w % h]
             if bad:
-                raise ValueError(f"widths: {w} is not divisible by heads {bad}; every width must fit every head count")
-        sets = {len(s.split("-")) for s in self.kernel_sets}
-        for w in self.multiscale_widths:
-            bad = [h for h in self.heads if w % h] + [n for n in sets if w % n]
+                raise ValueError(f"{w} is not divisible by heads {bad}; every width must fit every head count")
+        return widths
+
+    @field_validator("multiscale_widths")
+    @classmethod
+    def _multiscale_widths_fit_heads_and_kernel_sets(cls, widths: list[int], info: ValidationInfo) -> list[int]:
+        if "heads" not in info.data or "kernel_sets" not in info.data:
+            return widths  # the knob at fault is reported
+        sets = {len(s.split("-")) for s in info.data["kernel_sets"]}
+        for w in widths:
+            bad = [h for h in info.data["heads"] if w % h] + [n for n in sets if w % n]
             if bad:
-                raise ValueError(f"multiscale_widths: {w} is not divisible by {bad} (heads / kernel-set sizes)")
-        if any(s > 4 or s < 2 for s in self.pool_sizes):
-            raise ValueError("pool_sizes: sizes must be within 2..4")
-        return self
+                raise ValueError(f"{w} is not divisible by {bad} (heads / kernel-set sizes)")
+        return widths
 
 
 def suggest_union(trial: SuggestsParams, k: UnionKnobs, *, num_classes: int, image_size: int) -> dict[str, Any]:
@@ -132,7 +152,7 @@ def suggest_union(trial: SuggestsParams, k: UnionKnobs, *, num_classes: int, ima
     for i in range(n_stages):
         stage, size = _suggest_stage(trial, k, f"s{i}.", first=i == 0 and stem["kind"] == "none",
                                      channels=channels, size=size)
-        channels = stage["channels"] * (4 if stage["block"] == "bottleneck" else 1)
+        channels = stage["channels"] * BLOCK_SPECS[stage["block"]].expansion
         stages.append(stage)
 
     return {
@@ -148,33 +168,39 @@ def _kernel_set(label: str) -> list[int]:
     return [int(x) for x in label.split("-")]
 
 
+# The blocks whose norm the program chooses, and the parameter it asks under: each kind gets its
+# own name because each builds other norms. A multi-scale embedding keeps the default norm.
+_NORM_PARAMS = {"conv": "norm", "residual": "residual_norm"}
+
+
 def _suggest_stage(
     trial: SuggestsParams, k: UnionKnobs, p: str, *, first: bool, channels: int, size: int
 ) -> tuple[dict[str, Any], int]:
-    blocks = [b for b in k.blocks if b != "residual"] if first else k.blocks
+    # A width-keeping block first (no stem) would keep the image's 3 channels.
+    blocks = [b for b in k.blocks if not BLOCK_SPECS[b].keeps_width] if first else k.blocks
     block = trial.suggest_categorical(p + ("block_first" if first else "block"), blocks)
+    spec = BLOCK_SPECS[block]
     stage: dict[str, Any] = {"block": block}
-    if block == "residual":
+    if spec.keeps_width:
         stage["channels"] = channels
-    elif block == "multiscale":
+    elif spec.kernels == "parallel":
         stage["channels"] = trial.suggest_categorical(p + "ms_channels", k.multiscale_widths)
     else:
         stage["channels"] = trial.suggest_categorical(p + "channels", k.widths)
 
-    if block == "multiscale":
-        stage["kernel_sizes"] = _kernel_set(trial.suggest_categorical(p + "kernel_set", k.kernel_sets))
-    else:
+    if "depth" in spec.reads:
         stage["depth"] = trial.suggest_int(p + "depth", k.depth.low, k.depth.high, step=k.depth.step)
-        if block in ("conv", "residual"):
-            stage["kernel_sizes"] = [trial.suggest_categorical(p + "kernel", k.kernel_sizes)]
+    if spec.kernels == "parallel":
+        stage["kernel_sizes"] = _kernel_set(trial.suggest_categorical(p + "kernel_set", k.kernel_sets))
+    elif "kernel_sizes" in spec.reads:
+        stage["kernel_sizes"] = [trial.suggest_categorical(p + "kernel", k.kernel_sizes)]
 
-    if block == "conv":
-        stage["norm"] = trial.suggest_categorical(p + "norm", k.norms)
-    elif block == "residual":
-        stage["norm"] = trial.suggest_categorical(p + "residual_norm", [n for n in k.norms if n != "end"])
+    if block in _NORM_PARAMS:
+        norms = [n for n in k.norms if n in spec.norms]
+        stage["norm"] = trial.suggest_categorical(p + _NORM_PARAMS[block], norms)
     stage["activation"] = trial.suggest_categorical(p + "activation", k.activations)
 
-    if block in ("conv", "basic", "bottleneck") and size >= 2:
+    if spec.takes_stride and size >= 2:
         stage["stride"] = trial.suggest_categorical(p + "stride", k.strides)
         size = -(-size // stage["stride"])
     if size >= 2:
@@ -186,7 +212,7 @@ def _suggest_stage(
     stage["dropout"] = trial.suggest_float(p + "dropout", k.dropout.low, k.dropout.high, step=k.dropout.step)
     if stage["dropout"] > 0:
         stage["spatial_dropout"] = trial.suggest_categorical(p + "spatial_dropout", [False, True])
-    if block in ("basic", "bottleneck", "residual"):
+    if spec.takes_se:
         reduction = trial.suggest_categorical(p + "se", k.se_reductions)
         if reduction:
             stage["se_reduction"] = reduction
@@ -254,3 +280,40 @@ def _suggest_aux(trial: SuggestsParams, k: UnionKnobs, stages: list[dict[str, An
             head["feeds_attention"] = trial.suggest_categorical(f"aux{i}.feeds", [False, True])
         aux.append(head)
     return aux
+
+
+def config_answer(name: str, cfg: dict[str, Any]) -> Any:
+    """The answer config data gives to the program's parameter `name` (`suggest_union` backwards),
+    for replaying a config, e.g. a paper preset, through the program."""
+    stem, head = cfg["stem"], cfg["head"]
+    flat = {
+        "stem": stem["kind"], "stem.channels": stem["channels"], "stem.ms_channels": stem["channels"],
+        "stem.kernel": stem["kernel_sizes"][0], "stem.kernel_set": "-".join(map(str, stem["kernel_sizes"])),
+        "stem.activation": stem["activation"], "n_stages": len(cfg["stages"]),
+        "head": head["kind"], "head_cls": head["kind"],
+        "head_hidden": head["hidden_units"][0] if head["hidden_units"] else 0, "head_dropout": head["dropout"],
+    }
+    if name in flat:
+        return flat[name]
+    prefix, _, field = name.partition(".")
+    if prefix.startswith("aux"):
+        after = int(prefix[3:])
+        aux = next((a for a in cfg["aux"] if a["after_stage"] == after), None)
+        if not field:
+            return aux is not None
+        return {"loss_weight": aux["loss_weight"], "feeds": aux["feeds_attention"]}[field]
+    stage = cfg["stages"][int(prefix[1:])]
+    attention = stage["attention"] or {}
+    by_field = {
+        "block": stage["block"], "block_first": stage["block"], "channels": stage["channels"],
+        "ms_channels": stage["channels"], "depth": stage["depth"], "kernel": stage["kernel_sizes"][0],
+        "kernel_set": "-".join(map(str, stage["kernel_sizes"])), "norm": stage["norm"],
+        "residual_norm": stage["norm"], "activation": stage["activation"], "stride": stage["stride"],
+        "pool": stage["pool"]["kind"], "pool_size": stage["pool"]["size"], "dropout": stage["dropout"],
+        "spatial_dropout": stage["spatial_dropout"], "se": stage["se_reduction"] or 0,
+        "attention": attention.get("kind", "none"), "scope": attention.get("scope"),
+        "heads": attention.get("heads"), "att_depth": attention.get("depth"),
+        "mlp_ratio": attention.get("mlp_ratio"), "att_dropout": attention.get("dropout"),
+        "kv_stride": attention.get("kv_stride"), "shortcut": stage["shortcut"],
+    }
+    return by_field[field]
