@@ -15,6 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from hybridnas.objectives.trial_record import TrialRecord
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
@@ -25,24 +27,24 @@ _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
 def trial_line(t: FrozenTrial) -> Text:
     """One finished trial: state, result or reason, size, time and worker. The state is coloured
     by style, not markup, so a fail reason or worker name in brackets prints as it is."""
-    attrs = t.user_attrs
+    record = TrialRecord(t)
     state = t.state.name
     parts: list[str] = []
-    if "duplicate_of" in attrs:
-        parts.append(f"same as trial {attrs['duplicate_of']}")
+    if record.is_duplicate:
+        parts.append(f"same as trial {record.duplicate_of}")
     elif state == "COMPLETE":
         parts.append(f"val_top1 {t.values[0]:.4f}")
-    elif "constraint_violation" in attrs:
-        parts.append(attrs["constraint_violation"])
+    elif record.is_infeasible:
+        parts.append(str(record.constraint_violation))
     elif state == "PRUNED":
         parts.append(f"after epoch {max(t.intermediate_values, default=0)}")
     elif state == "FAIL":
-        parts.append(str(attrs.get("fail_reason", "heartbeat lost (worker gone)")))
-    if "params" in attrs:
-        parts.append(f"params {attrs['params']:,}  MACs {attrs['macs']:,}")
-    if "preset" in attrs:
-        parts.append(f"preset {attrs['preset']}")
-    parts.append(f"{attrs.get('wall_seconds', 0):.1f}s  {attrs.get('worker', '')}")
+        parts.append(str(record.fail_reason if record.fail_reason is not None else "heartbeat lost (worker gone)"))
+    if record.params is not None:
+        parts.append(f"params {record.params:,}  MACs {record.macs:,}")
+    if record.preset is not None:
+        parts.append(f"preset {record.preset}")
+    parts.append(f"{record.wall_seconds or 0:.1f}s  {record.worker or ''}")
     return Text.assemble(f"trial {t.number:>3}  ", (f"{state:<8}", _STATE_STYLE.get(state, "white")),
                          "  ", "  ".join(parts))
 
@@ -82,20 +84,20 @@ class LaunchProgress:
             self.live.update(self._panel(trials), refresh=True)
 
     def _panel(self, trials: list[FrozenTrial]) -> Group:
-        from hybridnas.objectives.study import counts_toward_budget, study_status
+        from hybridnas.objectives.study import study_status
 
         status = study_status(self.study)
-        running = {t.user_attrs.get("worker"): t for t in trials if t.state.name == "RUNNING"}
+        running = {TrialRecord(t).worker: t for t in trials if t.state.name == "RUNNING"}
         trained: dict[Any, int] = {}
-        for t in trials:
-            if counts_toward_budget(t):
-                trained[t.user_attrs.get("worker")] = trained.get(t.user_attrs.get("worker"), 0) + 1
+        for record in map(TrialRecord, trials):
+            if record.counts_toward_budget:
+                trained[record.worker] = trained.get(record.worker, 0) + 1
         table = Table.grid(padding=(0, 2))
         for w in status["workers"]:
             if w.get("state") not in ("starting", "running"):
                 continue
             t = running.get(w["worker"])
-            doing = (f"trial {t.number}, epoch {t.user_attrs.get('epochs_run', 0)}" if t is not None
+            doing = (f"trial {t.number}, epoch {TrialRecord(t).epochs_run or 0}" if t is not None
                      else "between trials" if w["state"] == "running" else "waiting for room on the cluster")
             table.add_row(w["worker"], f"{w.get('host', '?')} node {w.get('node', '?')}", doing,
                           f"{trained.get(w['worker'], 0)} trained")

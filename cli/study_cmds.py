@@ -34,6 +34,7 @@ from hybridnas.cli._options import (
 )
 from hybridnas.cli._progress import LaunchProgress
 from hybridnas.objectives.study_definition import DEFINITION_FLAGS, MAX_IMAGES, TRAINING_FLAGS, StudyDefinition
+from hybridnas.objectives.trial_record import TrialRecord
 from hybridnas.training.settings import MAX_EPOCHS, TrainSettings
 
 if TYPE_CHECKING:
@@ -71,14 +72,15 @@ def _summary(study: optuna.Study) -> None:
     elif "best_trial" in status:
         best = study.best_trial
         console.print(f"best: trial {best.number}, val_top1 {best.value:.4f}, "
-                      f"params {best.user_attrs.get('params', 0):,}")
+                      f"params {TrialRecord(best).params or 0:,}")
 
 
 def _print_export(trial: FrozenTrial, out: Path) -> None:
     value = f", val_top1 {trial.values[0]:.4f}" if trial.values else ""
+    record = TrialRecord(trial)
     console.print(
         f"wrote {out}: trial {trial.number} ({trial.state.name}{value}, "
-        f"params {trial.user_attrs.get('params', 0):,}, MACs {trial.user_attrs.get('macs', 0):,})"
+        f"params {record.params or 0:,}, MACs {record.macs or 0:,})"
     )
 
 

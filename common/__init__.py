@@ -12,6 +12,7 @@ from hybridnas.common._interrupt import (
     raise_if_interrupted,
     stop_requested,
 )
+from hybridnas.common._lazy import lazy_names
 
 __all__ = [
     "CHECK_EVERY_S",
@@ -24,6 +25,7 @@ __all__ = [
     "ctrl_c_as_request",
     "first_line",
     "format_validation_error",
+    "lazy_names",
     "load_document",
     "raise_if_interrupted",
     "read_document_file",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hybridnas.common._lazy import lazy_names
+from hybridnas.common import lazy_names
 
 if TYPE_CHECKING:
     from hybridnas import search

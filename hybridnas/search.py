@@ -91,9 +91,9 @@ def _run_on_ray(
 ) -> None:
     """Ray workers on `study` (a search or the jobs of a retrain) until it is done; trial files go
     to `artifacts`, else where `recorded_in` (the search) recorded them, else the default."""
+    from hybridnas.objectives.trial_record import ARTIFACTS_ATTR
     from hybridnas.storage import artifacts_location, mask_url
     from hybridnas.workers.ray_workers import launch_workers
-    from hybridnas.workers.worker import ARTIFACTS_ATTR
 
     location = artifacts_location(storage, artifacts or recorded_in.user_attrs.get(ARTIFACTS_ATTR))
     say(f"artifacts in {mask_url(location)}")

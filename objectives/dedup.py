@@ -18,40 +18,21 @@ from typing import TYPE_CHECKING, TypeVar
 
 from optuna.trial import TrialState
 
+from hybridnas.objectives.trial_record import ARCH_KEY, DUPLICATE_OF, TrialRecord
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-ARCH_KEY = "arch_key"
-DUPLICATE_OF = "duplicate_of"
-CONSTRAINT_VIOLATION = "constraint_violation"
 # How long a trial waits for earlier trials in flight to declare their key. They declare right
 # after sampling, so only a trial whose worker died before declaring can run this out.
 DECLARE_WAIT_S = 30.0
 
-_OWNING_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 V = TypeVar("V")
 
 
 class Stopped(Exception):
     """The worker was told to stop while this trial waited."""
-
-
-def is_duplicate(trial: FrozenTrial) -> bool:
-    return DUPLICATE_OF in trial.user_attrs
-
-
-def is_infeasible(trial: FrozenTrial) -> bool:
-    return CONSTRAINT_VIOLATION in trial.user_attrs
-
-
-def _owns(trial: FrozenTrial, key: str) -> bool:
-    return (
-        trial.user_attrs.get(ARCH_KEY) == key
-        and trial.state in _OWNING_STATES
-        and not is_duplicate(trial)
-        and not is_infeasible(trial)
-    )
 
 
 def _wait(stop: threading.Event | None, seconds: float) -> None:
@@ -71,9 +52,9 @@ def find_original(
     deadline = time.monotonic() + DECLARE_WAIT_S
     while True:
         earlier = [t for t in study.get_trials(deepcopy=False) if t.number < number]
-        undeclared = [t for t in earlier if t.state == TrialState.RUNNING and ARCH_KEY not in t.user_attrs]
+        undeclared = [t for t in earlier if t.state == TrialState.RUNNING and TrialRecord(t).arch_key is None]
         if not undeclared or time.monotonic() > deadline:
-            owners = [t for t in earlier if _owns(t, key)]
+            owners = [t for t in earlier if TrialRecord(t).owns(key)]
             return min(owners, key=lambda t: t.number) if owners else None
         _wait(stop, poll_s)
 

@@ -1,54 +1,22 @@
 """Local search beside TPE: some trials change one parameter of the best trial so far.
 
-TPE models where good architectures are, but on NAS spaces it keeps sampling near configs it has
-already tried (the repeats `dedup` catches) and is slow to try the one-edit neighbours of its best
-one, which is where better architectures most often are: local search and regularized evolution,
-whose move is exactly this mutation (Real et al. 2019), are among the strongest strategies on
-the NAS benchmarks (White et al., "Local search is state of the art for NAS benchmarks", 2020).
+TPE keeps sampling near configs it has already tried and is slow to try the one-edit neighbours
+of its best one, where better architectures most often are; local search, whose move is exactly
+that edit, is among the strongest strategies on the NAS benchmarks (White et al., 2020).
 `LocalSearchSampler` wraps a sampler and, after its start-up trials, gives a share of the trials
-(`local_ratio`, one in two by default) to such a move; the rest are the wrapped sampler's own.
-
-A move takes the best trial (one of the Pareto front with two objectives) and changes one of its
-discrete parameters (categorical, or an int with at most 64 values) to a value that no earlier
-trial paired with the rest of its parameters (those the change brings in or drops aside: an edit
-that brings in a stage is made once, not once per way of sampling the stage). Of those edits it
-makes the one the finished trials predict best: a ridge regression of their values on their
-discrete parameter values (an additive model, one effect per parameter value) scores each edit by
-the new value's effect minus the old one's, ties broken at random. A random edit spends most
-moves on values the study has already seen do badly (an edge set to `none` in a NAS cell); on
-NAS-Bench-201 the predicted edit found better cells than a random one by 50 and 100 evaluations,
-and about as good by 25 and 200 (docs/benchmarks.md). With two objectives the edit is random:
-one additive model does not rank edits along a Pareto front. Continuous parameters
-(learning rate, weight decay, a wide int) are never moved: a move keeps the base trial's values,
-and TPE's own trials search them. A one-edit neighbourhood is finite only over discrete values;
-with a float among the moved parameters every trial would always have an untried neighbour, so
-the moves would never leave the best trial, and on real CIFAR-10 they were spent retraining one
-architecture at new learning rates (docs/benchmarks.md). Parameters the change brings into play
-(the stage that a larger stage count adds) are left to the wrapped sampler. When every
-neighbour of the best trial has been tried (a local optimum of a discrete space), the move
-starts from the next best trial instead, rather than spend the trial on the wrapped sampler; a
-kick of iterated local search there (several parameters changed at once) and a hand-over to the
-wrapped sampler both did worse on NAS-Bench-201. When no trial has an untried neighbour, or the
-trial was enqueued with fixed parameters, the wrapped sampler samples the trial. Each move is
-recorded in the trial's system attr `local_search` (`{"base": trial number, "param": name}`).
-
-The wrapped sampler models the moves' trials only in the study's first trials
-(`n_shared_trials`); after that it models the rest, its own trials and the enqueued ones. Moves
-crowd one basin with good cells, and the more cells of a basin are measured, the more of them a
-lucky training seed lifts above a better cell measured once elsewhere: a TPE that models them
-takes the basin for the good region and samples there too. Sharing every trial, 27 of 200
-NAS-Bench-201 runs ended at a local optimum 4-5 edits from the best cell, against 8 of plain
-TPE's; early, the moves' trials are most of what TPE knows, and hiding them from the start made
-the first 25 evaluations worse than TPE alone.
-
-On NAS-Bench-201 (`bench/search_quality.py strategy`) this finds better cells than TPE alone
-at 25, 50, 100 and 200 evaluations; docs/benchmarks.md has the numbers, and those of real
-CIFAR-10 searches.
+to a move: from the best trial (or with two objectives one of the Pareto front; from the next
+best once every neighbour of the best was tried), change one discrete parameter to a value no
+earlier trial paired with the rest, choosing the edit a ridge regression of the finished trials
+predicts best (at random with two objectives). Continuous parameters are left to the wrapped
+sampler, which after the first `n_shared_trials` no longer models the moves' trials. Each move
+is recorded in the trial's system attr `local_search`. The numbers behind these choices, on
+NAS-Bench-201 and real CIFAR-10, are in docs/benchmarks.md ("Sampler tuning on NAS-Bench-201"
+leads to the runs that picked each setting).
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,13 +26,15 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-LOCAL_SEARCH_ATTR = "local_search"
+from hybridnas.objectives.study_view import StudyView
+from hybridnas.objectives.trial_record import LOCAL_SEARCH_ATTR, TrialRecord
+
 # An int parameter with at most this many values is discrete, like a categorical one; a wider one
 # is left to the wrapped sampler, like a float.
 _ENUMERATED_INT_VALUES = 64
 _SEEN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 # The ridge penalty of the move model, in units of one trial: it shrinks an effect seen in one trial
-# by about half. Penalties of 0.3 and 3 did about as well on NAS-Bench-201 (docs/benchmarks.md).
+# by about half. Penalties of 0.3 and 3 did about as well on NAS-Bench-201 (docs/benchmarks-history.md).
 _RIDGE = 1.0
 # Predicted gains closer than this are a tie, broken at random.
 _TIE = 1e-9
@@ -83,15 +53,9 @@ class LocalSearchSampler(BaseSampler):
     Args:
         base_sampler: samples every trial that is not a move, and the parameters a move brings in.
         local_ratio: the share of trials after start-up that are moves.
-        n_startup_trials: finished trials (COMPLETE or PRUNED) before the first move. Half of
-            TPE's ten: a move needs only a best trial, not a model, and on the NAS-Bench-201
-            tuning seeds moves from the fifth trial on found better cells at 25, 50 and 100
-            evaluations than moves from the tenth (docs/benchmarks.md).
+        n_startup_trials: finished trials (COMPLETE or PRUNED) before the first move.
         n_shared_trials: trials (by number) in which the wrapped sampler models every trial,
-            the moves' included; it models only the other trials after that. Thirty: on four
-            NAS-Bench-201 tuning seed sets hiding the moves from trial 30 on raised the mean at
-            100 and 200 evaluations above TPE alone's on all four, where hiding them from trial
-            0 or 20 lost to TPE alone at 25 or 50 on one set (docs/benchmarks.md).
+            the moves' included; after them it models only the trials that are not moves.
         seed: seeds the choice of trials, parameters and values.
     """
 
@@ -120,7 +84,7 @@ class LocalSearchSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._base.before_trial(study, trial)
-        if "fixed_params" in trial.system_attrs or self._rng.rand() >= self._local_ratio:
+        if TrialRecord(trial).is_enqueued or self._rng.rand() >= self._local_ratio:
             return
         move = self._choose_move(study)
         if move is not None:
@@ -158,10 +122,14 @@ class LocalSearchSampler(BaseSampler):
 
     def _base_view(self, study: Study, trial: FrozenTrial) -> Study:
         """The study as the wrapped sampler models it for `trial`: without the moves' trials once
-        the shared trials are over (the parameters a move brings in are sampled with them all)."""
+        the shared trials are over (the parameters a move brings in are sampled with them all).
+
+        Other workers' running moves are left out too, so TPE's constant liar does not steer away
+        from them; the trials table still keeps two workers from training one config
+        (objectives/dedup.py)."""
         if trial.number < self._n_shared_trials or trial._trial_id in self._moves:
             return study
-        return _WithoutMoves(study)  # type: ignore[return-value]
+        return StudyView(study, hide=_is_move)  # type: ignore[return-value]
 
     def _choose_move(self, study: Study) -> _Move | None:
         trials = study.get_trials(deepcopy=False, states=_SEEN_STATES)
@@ -204,34 +172,8 @@ class LocalSearchSampler(BaseSampler):
             remaining = [t for t in remaining if t.number not in ranked]
 
 
-class _WithoutMoves:
-    """A study whose trial lists leave out the local-search moves; everything else is the study's.
-
-    Other workers' running moves are left out too, so TPE's constant liar does not steer away
-    from them; the trials table still keeps two workers from training one config (objectives/dedup.py).
-    """
-
-    def __init__(self, study: Study) -> None:
-        self._study = study
-
-    def _get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
-    ) -> list[FrozenTrial]:
-        return _not_moves(self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache))
-
-    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        return _not_moves(self._study.get_trials(deepcopy=deepcopy, states=states))
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-
-def _not_moves(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in trials if LOCAL_SEARCH_ATTR not in t.system_attrs]
+def _is_move(trial: FrozenTrial) -> bool:
+    return TrialRecord(trial).is_local_search_move
 
 
 def _tried_edits(base: FrozenTrial, trials: list[FrozenTrial]) -> set[tuple[str, Any]]:

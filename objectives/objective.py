@@ -47,8 +47,12 @@ from hybridnas.common import ConfigError, first_line
 from hybridnas.models.canonical import architecture_key, canonical_config
 from hybridnas.models.config import ArchConfig
 from hybridnas.models.profile import ModelProfile, profile
-from hybridnas.objectives.dedup import CONSTRAINT_VIOLATION, Stopped, declare, reuse_or_train
+from hybridnas.objectives.dedup import Stopped, declare, reuse_or_train
 from hybridnas.objectives.study_definition import StudyDefinition
+from hybridnas.objectives.trial_record import (
+    CONFIG, CONSTRAINT_VIOLATION, DEVICE, EPOCHS_RUN, FAIL_REASON, IMAGES_PER_S, MACS, PARAMS, PEAK_MEMORY_BYTES,
+    PRECISION, SECONDS_PER_EPOCH, TRAINING, VAL_TOP1_PER_EPOCH, WALL_SECONDS, WORKER,
+)
 from hybridnas.training.data import DataSplits
 from hybridnas.training.documents import export_document, write_document
 from hybridnas.training.loop import EpochReport, train_model
@@ -82,8 +86,8 @@ class WorkerContext:
 
     def start(self, trial: optuna.Trial) -> None:
         """Record on the trial which worker and device run it."""
-        trial.set_user_attr("worker", self.worker_id)
-        trial.set_user_attr("device", self.device_label)
+        trial.set_user_attr(WORKER, self.worker_id)
+        trial.set_user_attr(DEVICE, self.device_label)
 
     def check_stop(self, where: str) -> None:
         """Raise WorkerStopped if the worker was told to stop (by its launcher, or Ctrl-C of
@@ -96,6 +100,17 @@ class WorkerContext:
         self.check_stop(f"at step {done} of {total}")
 
 
+@dataclass(frozen=True)
+class TrialViews:
+    """How optuna-dashboard shows a feasible trial: its note (Markdown, from the config, its
+    profile and its sampled training settings) and its architecture diagram (SVG, from the
+    config, its profile and a title). Passed in because the drawing lives in `hybridnas.reports`,
+    a layer above this one; the worker wires it in."""
+
+    note: Callable[[ArchConfig, ModelProfile, dict[str, Any]], str]
+    diagram: Callable[[ArchConfig, ModelProfile, str], str]
+
+
 class Objective:
     """Callable for `study.optimize`: one search trial on this worker's data and device."""
 
@@ -105,14 +120,17 @@ class Objective:
         data: DataSplits,
         context: WorkerContext,
         admit: Callable[[int], str | None] = lambda number: None,
+        views: TrialViews | None = None,
     ) -> None:
         """`admit(trial number)` is asked before a trial samples anything: None lets it run, a
-        reason ends it FAIL with that reason (the budget filled while it waited to start)."""
+        reason ends it FAIL with that reason (the budget filled while it waited to start).
+        `views` draw each feasible trial's note and diagram; without them it gets neither."""
         self.definition = definition
         self.space = definition.search_space()
         self.data = data
         self.context = context
         self.admit = admit
+        self.views = views
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self.context.start(trial)
@@ -126,13 +144,13 @@ class Objective:
         training = {**self.definition.training, **self.space.suggest_training(trial)}
         key = architecture_key(cfg, training)
         declare(trial, key)
-        trial.set_user_attr("config", canonical_config(cfg))
+        trial.set_user_attr(CONFIG, canonical_config(cfg))
         if training:
-            trial.set_user_attr("training", training)
+            trial.set_user_attr(TRAINING, training)
         self._upload_config(trial, cfg, training)
         prof = profile(cfg)
-        trial.set_user_attr("params", prof.params)
-        trial.set_user_attr("macs", prof.macs)
+        trial.set_user_attr(PARAMS, prof.params)
+        trial.set_user_attr(MACS, prof.macs)
         self._check_constraints(trial, prof.params, prof.macs)
         self._describe(trial, cfg, prof, training)
         try:
@@ -149,7 +167,7 @@ class Objective:
 
         def on_epoch(report: EpochReport) -> None:
             history.append(report.val_top1)
-            trial.set_user_attr("epochs_run", report.epoch)
+            trial.set_user_attr(EPOCHS_RUN, report.epoch)
             if not multi:
                 trial.report(report.val_top1, report.epoch)
             self.context.check_stop(f"after epoch {report.epoch}")
@@ -161,15 +179,15 @@ class Objective:
                                  on_epoch=on_epoch,
                                  on_step=self.context.on_step)
         finally:
-            trial.set_user_attr("val_top1_per_epoch", history)
+            trial.set_user_attr(VAL_TOP1_PER_EPOCH, history)
         if result.status != "ok":
             raise failed(trial, result.reason or result.status)
-        trial.set_user_attr("device", result.device)
-        trial.set_user_attr("precision", result.precision)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("images_per_s", round(result.images_per_s, 1))
-        trial.set_user_attr("seconds_per_epoch", round(result.seconds_per_epoch, 3))
-        trial.set_user_attr("peak_memory_bytes", result.peak_memory_bytes)
+        trial.set_user_attr(DEVICE, result.device)
+        trial.set_user_attr(PRECISION, result.precision)
+        trial.set_user_attr(EPOCHS_RUN, result.epochs_run)
+        trial.set_user_attr(IMAGES_PER_S, round(result.images_per_s, 1))
+        trial.set_user_attr(SECONDS_PER_EPOCH, round(result.seconds_per_epoch, 3))
+        trial.set_user_attr(PEAK_MEMORY_BYTES, result.peak_memory_bytes)
         if not multi:
             return result.val_top1
         return result.val_top1, float(params if self.definition.objective.endswith("params") else macs)
@@ -196,16 +214,18 @@ class Objective:
                      lambda path: write_document(export_document(cfg, training), path))
 
     def _describe(self, trial: optuna.Trial, cfg: ArchConfig, prof: ModelProfile, training: dict[str, Any]) -> None:
-        """What optuna-dashboard shows of a feasible trial: a note (summary, totals, per-stage
-        table) and the architecture diagram as an SVG artifact, from the trial's one profile."""
+        """What optuna-dashboard shows of a feasible trial, drawn by `self.views` (nothing without
+        them): a note (summary, totals, per-stage table) and the architecture diagram as an SVG
+        artifact, from the trial's one profile."""
+        views = self.views
+        if views is None:
+            return
         from optuna_dashboard import save_note
 
-        from hybridnas.reports._architecture import architecture_svg, trial_note
-
-        save_note(trial, trial_note(cfg, params=prof.params, macs=prof.macs, training=training, modules=prof.modules))
+        save_note(trial, views.note(cfg, prof, training))
         title = f"{trial.study.study_name} · trial {trial.number}"
         self._upload(trial, "architecture.svg", "image/svg+xml",
-                     lambda path: path.write_text(architecture_svg(cfg, title, modules=prof.modules)))
+                     lambda path: path.write_text(views.diagram(cfg, prof, title)))
 
     def _upload(self, trial: optuna.Trial, suffix: str, mimetype: str, write: Callable[[Path], object]) -> None:
         """Write `trial-N-<suffix>` with `write` and upload it to the worker's artifact store, if any."""
@@ -228,7 +248,7 @@ def guarded(trial: optuna.Trial, device_label: str, run: Callable[[], T]) -> T:
     except (optuna.TrialPruned, TrialFailed):
         raise
     except (WorkerStopped, KeyboardInterrupt):
-        trial.set_user_attr("fail_reason", INTERRUPTED)
+        trial.set_user_attr(FAIL_REASON, INTERRUPTED)
         raise
     except torch.OutOfMemoryError as err:
         free_memory()
@@ -240,11 +260,11 @@ def guarded(trial: optuna.Trial, device_label: str, run: Callable[[], T]) -> T:
         _logger.exception("trial %d crashed", trial.number)
         raise failed(trial, f"{type(err).__name__}: {first_line(err)}") from err
     finally:
-        trial.set_user_attr("wall_seconds", round(time.perf_counter() - start, 3))
+        trial.set_user_attr(WALL_SECONDS, round(time.perf_counter() - start, 3))
 
 
 def failed(trial: optuna.Trial, reason: str) -> TrialFailed:
-    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr(FAIL_REASON, reason)
     return TrialFailed(reason)
 
 

@@ -10,19 +10,21 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import ConfigError, UsageError
 from hybridnas.models.config import ArchConfig, parse_config
+from hybridnas.objectives.trial_record import TrialRecord
 from hybridnas.training.documents import export_document, write_document
 
 
 def trial_config(trial: FrozenTrial) -> ArchConfig:
-    """The exact config the trial built, from its `config` user attr."""
-    data = trial.user_attrs.get("config")
+    """The exact config the trial built, as it recorded it."""
+    data = TrialRecord(trial).config
     if data is None:
         raise ConfigError(f"trial {trial.number} has no recorded config (it failed before sampling one)")
     return parse_config(data)
 
 
 def _within(trial: FrozenTrial, max_params: int | None, max_macs: int | None) -> bool:
-    params, macs = trial.user_attrs.get("params"), trial.user_attrs.get("macs")
+    record = TrialRecord(trial)
+    params, macs = record.params, record.macs
     return (max_params is None or (params is not None and params <= max_params)) and (
         max_macs is None or (macs is not None and macs <= max_macs)
     )
@@ -58,7 +60,7 @@ def select_trial(
     else:
         candidates = [
             t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if all(v <= 0 for v in t.constraints.values())
+            if TrialRecord(t).meets_constraints
         ]
     candidates = [t for t in candidates if _within(t, max_params, max_macs)]
     if not candidates:
@@ -69,7 +71,7 @@ def select_trial(
 
 def trial_training(trial: FrozenTrial) -> dict[str, Any]:
     """The training settings the trial used beyond the engine's defaults (none recorded: {})."""
-    return dict(trial.user_attrs.get("training") or {})
+    return TrialRecord(trial).training
 
 
 def export_trial(study: optuna.Study, trial: FrozenTrial, out: str | Path) -> ArchConfig:

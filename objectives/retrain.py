@@ -23,13 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hybridnas.common import UsageError, validate_model
 from hybridnas.models.presets import PRESETS
-from hybridnas.objectives.study_definition import (
-    KIND_ATTR,
-    RETRAIN,
-    RETRAIN_ATTR,
-    StudyDefinition,
-    kind_in_words,
-    study_kind,
+from hybridnas.objectives.study_definition import StudyDefinition, kind_in_words, study_kind
+from hybridnas.objectives.trial_record import (
+    DEVICE, EPOCHS_RUN, KIND_ATTR, LATENCY_MS_BATCH1, LATENCY_MS_BATCH256, MACS, PARAMS, PRECISION, PRESET, RETRAIN,
+    RETRAIN_ATTR, SEED, SOURCE_PRESET, SOURCE_TRIAL, TEST_IMAGES, TEST_TOP1, TRAIN_SECONDS, TrialRecord,
 )
 
 if TYPE_CHECKING:
@@ -40,11 +37,6 @@ if TYPE_CHECKING:
 
     from hybridnas.objectives.objective import WorkerContext
     from hybridnas.training.data import DataSplits
-
-SOURCE_TRIAL = "source_trial"
-PRESET = "preset"
-SOURCE_PRESET = "source_preset"  # the preset a search trial was queued as (`enqueue_presets`)
-SEED = "seed"
 
 
 def companion_name(study_name: str) -> str:
@@ -91,7 +83,6 @@ def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[
     from optuna.trial import TrialState
 
     from hybridnas.models.canonical import architecture_key
-    from hybridnas.objectives.dedup import is_duplicate, is_infeasible
     from hybridnas.objectives.results import trial_config
 
     multi = len(study.directions) > 1
@@ -101,7 +92,8 @@ def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[
     candidates = study.best_trials if pareto else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     picked: dict[str, FrozenTrial] = {}
     for trial in sorted(candidates, key=lambda t: (-t.values[0], t.number)):
-        if is_duplicate(trial) or is_infeasible(trial) or "config" not in trial.user_attrs:
+        record = TrialRecord(trial)
+        if not record.trained or record.config is None:
             continue
         picked.setdefault(architecture_key(trial_config(trial)), trial)
     chosen = list(picked.values())
@@ -182,8 +174,9 @@ def plan_retrain(
                              "the same settings to resume it")
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     have = {_job(t.user_attrs) for t in companion.get_trials(deepcopy=False, states=live)}
-    jobs = [{SOURCE_TRIAL: t.number, **({SOURCE_PRESET: t.user_attrs[PRESET]} if PRESET in t.user_attrs else {})}
-            for t in trials]
+    records = [TrialRecord(t) for t in trials]
+    jobs = [{SOURCE_TRIAL: r.trial.number, **({SOURCE_PRESET: r.preset} if r.preset is not None else {})}
+            for r in records]
     as_trials = {name: t.number for name, cfg in preset_configs.items() for t in trials
                  if _is_that_preset(t, name, cfg, definition)}
     jobs += [{PRESET: name} for name in preset_configs if name not in as_trials]
@@ -218,7 +211,7 @@ def _is_that_preset(trial: FrozenTrial, name: str, cfg: ArchConfig, definition: 
     from hybridnas.models.canonical import architecture_key
     from hybridnas.objectives.results import trial_config, trial_training
 
-    if trial.user_attrs.get(PRESET) != name:
+    if TrialRecord(trial).preset != name:
         return False
     same_model = architecture_key(trial_config(trial)) == architecture_key(cfg)
     trial_settings = definition.train_settings("cpu", trial_training(trial)).resolved()
@@ -248,33 +241,33 @@ def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
     `trial` None and `preset`, its name."""
     from optuna.trial import TrialState
 
-    rows: dict[tuple[Any, Any], list[FrozenTrial]] = {}
+    rows: dict[tuple[Any, Any], list[TrialRecord]] = {}
     for t in companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        rows.setdefault((t.user_attrs.get(SOURCE_TRIAL), t.user_attrs.get(PRESET)), []).append(t)
+        record = TrialRecord(t)
+        rows.setdefault((record.source_trial, record.preset), []).append(record)
     out = []
     for (number, preset_name), runs in rows.items():
-        val = [t.value for t in runs]
-        test = [t.user_attrs["test_top1"] for t in runs if t.user_attrs.get("test_top1") is not None]
-        first = runs[0].user_attrs
+        val = [r.trial.value for r in runs]
+        test = [r.test_top1 for r in runs if r.test_top1 is not None]
+        first = runs[0]
         out.append({
             "trial": number,
             **({"preset": preset_name} if preset_name else {}),
-            **({SOURCE_PRESET: first[SOURCE_PRESET]} if first.get(SOURCE_PRESET) else {}),
-            "params": first["params"],
-            "macs": first["macs"],
-            "epochs": first["epochs_run"],
-            "seeds": sorted(t.user_attrs[SEED] for t in runs),
+            **({"source_preset": first.source_preset} if first.source_preset else {}),
+            "params": first.params,
+            "macs": first.macs,
+            "epochs": first.epochs_run,
+            "seeds": sorted(r.seed for r in runs),
             "val_top1": statistics.fmean(val),
             "val_top1_std": statistics.pstdev(val),
             "test_top1": statistics.fmean(test) if test else None,
             "test_top1_std": statistics.pstdev(test) if test else None,
-            "test_images": first.get("test_images"),
-            "test_top1_ci95": wilson_interval(statistics.fmean(test), first["test_images"])
-            if test and first.get("test_images") else None,
+            "test_images": first.test_images,
+            "test_top1_ci95": wilson_interval(statistics.fmean(test), first.test_images)
+            if test and first.test_images else None,
             "latency_ms_batch1": statistics.fmean(latency) if (latency := [
-                t.user_attrs["latency_ms_batch1"] for t in runs
-                if isinstance(t.user_attrs.get("latency_ms_batch1"), (int, float))]) else None,
-            "retrain_trials": sorted(t.number for t in runs),
+                r.latency_ms_batch1 for r in runs if isinstance(r.latency_ms_batch1, (int, float))]) else None,
+            "retrain_trials": sorted(r.trial.number for r in runs),
         })
     return sorted(out, key=lambda r: (-(r["test_top1"] if r["test_top1"] is not None else r["val_top1"]),
                                       r["trial"] if r["trial"] is not None else -1))
@@ -326,7 +319,7 @@ class RetrainObjective:
 
         def on_epoch(report: EpochReport) -> None:
             trial.report(report.val_top1, report.epoch)
-            trial.set_user_attr("epochs_run", report.epoch)
+            trial.set_user_attr(EPOCHS_RUN, report.epoch)
             self.context.check_stop(f"after epoch {report.epoch}")
 
         start = time.perf_counter()
@@ -335,11 +328,11 @@ class RetrainObjective:
         if result.status != "ok":
             raise failed(trial, result.reason or result.status)
         for key, value in {
-            "params": result.params, "macs": result.macs, "epochs_run": result.epochs_run,
-            "test_top1": result.test_top1, "test_images": None if result.test_top1 is None else len(self.data.test_y),
-            "latency_ms_batch1": result.latency_ms_batch1,
-            "latency_ms_batch256": result.latency_ms_batch256, "device": result.device, "precision": result.precision,
-            "train_seconds": round(time.perf_counter() - start, 1),
+            PARAMS: result.params, MACS: result.macs, EPOCHS_RUN: result.epochs_run,
+            TEST_TOP1: result.test_top1, TEST_IMAGES: None if result.test_top1 is None else len(self.data.test_y),
+            LATENCY_MS_BATCH1: result.latency_ms_batch1,
+            LATENCY_MS_BATCH256: result.latency_ms_batch256, DEVICE: result.device, PRECISION: result.precision,
+            TRAIN_SECONDS: round(time.perf_counter() - start, 1),
         }.items():
             trial.set_user_attr(key, value)
         self._upload_weights(trial, result.model)

@@ -12,40 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 from hybridnas.common import ConfigError, UsageError
 from hybridnas.objectives.study_definition import (
-    KIND_ATTR,
-    SEARCH,
-    USER_ATTR,
     StudyDefinition,
     kind_in_words,
     stored_definition,
     study_kind,
     validate_definition,
 )
+from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, PRESET, SEARCH, WORKERS_ATTR, TrialRecord
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.trial import FrozenTrial
-
-
-def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Whether a trial used up one unit of the study's `trials` budget: a distinct architecture
-    trained (COMPLETE, or PRUNED by the pruner after at least one epoch). Samples over a
-    limit and repeats of an earlier trial are recorded but never trained, so they do not."""
-    from optuna.trial import TrialState
-
-    from hybridnas.objectives.dedup import is_duplicate, is_infeasible
-
-    trained = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    return trained and not is_infeasible(trial) and not is_duplicate(trial)
 
 
 def space_exhausted(study: optuna.Study, definition: StudyDefinition, last: int) -> str:
     """Why a worker gave up after `last` samples in a row that were repeats or over the limits,
     e.g. "space exhausted: 24 distinct architectures fit max_macs 4,000,000"."""
-    from hybridnas.objectives.dedup import ARCH_KEY, is_infeasible
-
-    trials = study.get_trials(deepcopy=False)
-    distinct = {t.user_attrs[ARCH_KEY] for t in trials if ARCH_KEY in t.user_attrs and not is_infeasible(t)}
+    records = [TrialRecord(t) for t in study.get_trials(deepcopy=False)]
+    distinct = {r.arch_key for r in records if r.arch_key is not None and not r.is_infeasible}
     limits = [f"{name} {getattr(definition, name):,}" for name in ("max_params", "max_macs")
               if getattr(definition, name) is not None]
     fit = f"fit {' and '.join(limits)}" if limits else "in the space"
@@ -110,7 +93,7 @@ def create_or_resume(
             )
         _check_directions(study, requested)
         if requested != stored:
-            study.set_user_attr(USER_ATTR, requested.to_document())
+            study.set_user_attr(DEFINITION_ATTR, requested.to_document())
         return study, requested, False
     if "dataset" not in given:
         raise ConfigError(f"{source}: dataset: a new study needs a dataset")
@@ -122,7 +105,7 @@ def create_or_resume(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         study.set_metric_names(definition.metric_names)
-    study.set_user_attr(USER_ATTR, definition.to_document())
+    study.set_user_attr(DEFINITION_ATTR, definition.to_document())
     study.set_user_attr(KIND_ATTR, SEARCH)
     return study, definition, True
 
@@ -154,7 +137,7 @@ def enqueue_presets(study: optuna.Study, definition: StudyDefinition) -> list[st
     training = space.training_params(definition.train_settings("cpu"))
     found = space.warm_start(num_classes=shape.num_classes, image_size=shape.image_size)
     for name, params in found:
-        study.enqueue_trial({**params, **training}, user_attrs={"preset": name}, skip_if_exists=True)
+        study.enqueue_trial({**params, **training}, user_attrs={PRESET: name}, skip_if_exists=True)
     return [name for name, _ in found]
 
 
@@ -171,7 +154,7 @@ def _stored_budget(study: optuna.Study) -> tuple[int | None, float | None]:
 
     Read defensively: studies created by plain Optuna, or by older hybridnas, have none.
     """
-    definition = study.user_attrs.get(USER_ATTR)
+    definition = study.user_attrs.get(DEFINITION_ATTR)
     if not isinstance(definition, dict):
         return None, None
     trials = definition.get("trials")
@@ -188,7 +171,7 @@ def study_status(study: optuna.Study, now: datetime | None = None) -> dict[str, 
     now = now or datetime.now()
     trials = study.get_trials(deepcopy=False)
     counts = {state: sum(t.state.name == state for t in trials) for state in _STATES}
-    done = sum(counts_toward_budget(t) for t in trials)
+    done = sum(TrialRecord(t).counts_toward_budget for t in trials)
     finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
     started = study_started(study)
     ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
@@ -218,10 +201,6 @@ def study_status(study: optuna.Study, now: datetime | None = None) -> dict[str, 
         "budget_timeout_s": budget_timeout,
         "eta_s": round(eta_s, 1) if eta_s is not None else None,
     }
-
-
-# Where a launch records its Ray workers (see hybridnas.workers.ray_workers).
-WORKERS_ATTR = "hybridnas_workers"
 
 
 def _workers(study: optuna.Study) -> list[dict[str, Any]]:

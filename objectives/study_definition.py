@@ -1,7 +1,7 @@
 """The study definition: everything a worker needs to run trials, stored inside the study.
 
 `hybridnas launch` validates a definition (from flags and/or a study YAML) and writes it to
-`study.user_attrs["hybridnas"]`; a worker anywhere then needs only the storage URL and the
+`study.user_attrs[DEFINITION_ATTR]`; a worker anywhere then needs only the storage URL and the
 study name. Optuna does not persist samplers or pruners, so each worker rebuilds them from
 the definition (`make_sampler`, `make_pruner`) when it loads the study.
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hybridnas.common import ConfigError, UsageError, read_document_file, validate_model
+from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, RETRAIN, RETRAIN_ATTR, SEARCH
 from hybridnas.training.datasets import spec_problem
 from hybridnas.training.settings import MAX_EPOCHS, MAX_SEED, SEARCHABLE_FIELDS, TrainSettings, parse_settings
 
@@ -22,15 +23,7 @@ if TYPE_CHECKING:
 
     from hybridnas.search_space import SearchSpace
 
-USER_ATTR = "hybridnas"
 DEFINITION_VERSION = 1
-# What a study is, stored beside its definition (search) or retrain plan (retrain companion), so
-# `launch` and `retrain` never write one kind's data into a study of the other kind.
-KIND_ATTR = "hybridnas_kind"
-SEARCH = "search"
-RETRAIN = "retrain"
-# Where a retrain companion stores its plan (hybridnas.objectives.retrain.RetrainPlan).
-RETRAIN_ATTR = "hybridnas_retrain"
 # A study name's longest length: room below Optuna's 512-character column for the `/retrain`
 # suffix of its companion, and short enough to print on one line.
 STUDY_NAME_MAX = 200
@@ -295,7 +288,7 @@ def _absolute(text: str, base: Path) -> Path:
 
 def stored_definition(study: optuna.Study) -> StudyDefinition:
     """The definition a study was launched with; a study created elsewhere has none."""
-    data = study.user_attrs.get(USER_ATTR)
+    data = study.user_attrs.get(DEFINITION_ATTR)
     if data is None:
         raise ConfigError(
             f"study '{study.study_name}' has no hybridnas definition; create it with `hybridnas launch`"
@@ -313,7 +306,7 @@ def study_kind(study: optuna.Study) -> str | None:
     kind = attrs.get(KIND_ATTR)
     if kind in (SEARCH, RETRAIN):
         return kind
-    if USER_ATTR in attrs:
+    if DEFINITION_ATTR in attrs:
         return SEARCH
     if RETRAIN_ATTR in attrs:
         return RETRAIN

@@ -18,8 +18,7 @@ own sampling, a fraction of a second.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution
@@ -27,19 +26,21 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from hybridnas.objectives.study_view import StudyView
+
 
 class TrialSnapshotSampler(BaseSampler):
     """`sampler`, reading the study's trials at most once (per view) per trial."""
 
     def __init__(self, sampler: BaseSampler) -> None:
         self._sampler = sampler
-        self._snapshots: dict[int, _StudySnapshot] = {}
+        self._snapshots: dict[int, StudyView] = {}
 
     def reseed_rng(self) -> None:
         self._sampler.reseed_rng()
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        snapshot = self._snapshots[trial._trial_id] = _StudySnapshot(study)
+        snapshot = self._snapshots[trial._trial_id] = StudyView(study, snapshot=True)
         self._sampler.before_trial(snapshot, trial)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -64,39 +65,3 @@ class TrialSnapshotSampler(BaseSampler):
     def _snapshot(self, study: Study, trial: FrozenTrial) -> Study:
         """This trial's snapshot; the live study for a trial whose `before_trial` this sampler did not see."""
         return self._snapshots.get(trial._trial_id, study)  # type: ignore[return-value]
-
-
-class _StudySnapshot:
-    """A study whose trial lists are read from storage on first use and then kept; everything
-    else (directions, storage, attribute writes) is the study's own."""
-
-    def __init__(self, study: Study) -> None:
-        self._study = study
-        self._all: list[FrozenTrial] | None = None
-        self._filtered: list[FrozenTrial] | None = None
-
-    def _get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
-    ) -> list[FrozenTrial]:
-        """All trials, as Optuna's samplers read them (a pruner's view does not filter these)."""
-        if self._all is None:
-            self._all = self._study._get_trials(deepcopy=False)
-        return _select(self._all, deepcopy, states)
-
-    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        """The trials the study shows, which a pruner's view (Hyperband's bracket) filters."""
-        if self._filtered is None:
-            self._filtered = self._study.get_trials(deepcopy=False)
-        return _select(self._filtered, deepcopy, states)
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-
-def _select(trials: list[FrozenTrial], deepcopy: bool, states: Container[TrialState] | None) -> list[FrozenTrial]:
-    chosen = trials if states is None else [t for t in trials if t.state in states]
-    return copy.deepcopy(chosen) if deepcopy else chosen

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hybridnas.objectives.results import trial_training
 from hybridnas.objectives.retrain import companion_name
 from hybridnas.objectives.study import study_status
-from hybridnas.objectives.study_definition import USER_ATTR
+from hybridnas.objectives.trial_record import DEFINITION_ATTR, TrialRecord
 from hybridnas.reports._architecture import architecture_summary, architecture_svg
 from hybridnas.reports._report_charts import (history_chart, importance_chart, intermediate_chart, size_scatter)
 from hybridnas.reports._report_importance import OTHER, grouped_importances, param_importances
@@ -74,7 +74,7 @@ class _Study:
 
     @property
     def definition(self) -> dict[str, Any]:
-        stored = self.study.user_attrs.get(USER_ATTR)
+        stored = self.study.user_attrs.get(DEFINITION_ATTR)
         return stored if isinstance(stored, dict) else {}
 
     @property
@@ -233,18 +233,17 @@ def _retrained_cell(row: dict[str, Any] | None) -> str:
 
 
 def _state_cell(s: _Study, p: Scored) -> str:
-    t = p.trial
     label = "COMPLETE" if p.complete else "PRUNED"
     badges = []
-    if t.number in s.front:
+    if p.trial.number in s.front:
         badges.append('<span class="badge front">Pareto</span>')
-    if t.user_attrs.get("preset"):
-        badges.append(f'<span class="badge preset">{esc(str(t.user_attrs["preset"]))}</span>')
+    if p.record.preset:
+        badges.append(f'<span class="badge preset">{esc(str(p.record.preset))}</span>')
     return esc(label) + "".join(badges)
 
 
 def _epochs(t: FrozenTrial) -> str:
-    epochs = t.user_attrs.get("epochs_run")
+    epochs = TrialRecord(t).epochs_run
     if isinstance(epochs, int):
         return str(epochs)
     return str(len(t.intermediate_values)) if t.intermediate_values else "-"
@@ -268,8 +267,8 @@ def _leaderboard(s: _Study) -> str:
             f'<a href="#trial-{t.number}">{t.number}</a>',
             esc(s.metric.number(p.score)),
             _retrained_cell(again),
-            _count(t.user_attrs.get("params")),
-            _count(t.user_attrs.get("macs")),
+            _count(p.record.params),
+            _count(p.record.macs),
             esc(f"{ms:.2f}") if isinstance(ms, (int, float)) else "-",
             esc(_epochs(t)),
             _state_cell(s, p),
@@ -279,7 +278,7 @@ def _leaderboard(s: _Study) -> str:
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table = ('<table class="board"><thead><tr>' + "".join(f'<th title="{esc(tip)}">{esc(h)}</th>' for h, tip in head)
              + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-    distinct = len({p.trial.user_attrs.get("arch_key", p.trial.number) for p in s.points})
+    distinct = len({p.record.distinct_key for p in s.points})
     notes = [f"The {len(s.board)} best of {distinct} distinct architectures trained, by {s.metric.name} "
              f"after the search's short training"
              + (", the Pareto front first" if s.front else "")
@@ -344,13 +343,14 @@ def _panel(s: _Study, p: Scored) -> str:
                                    f"(seeds {', '.join(map(str, again['seeds']))})"))
         if again.get("latency_ms_batch1") is not None:
             facts.append(("latency", f"{again['latency_ms_batch1']:.2f} ms at batch 1"))
-    for attr, label in (("params", "parameters"), ("macs", "MACs per image")):
-        if isinstance(t.user_attrs.get(attr), int):
-            facts.append((label, f"{t.user_attrs[attr]:,}"))
-    if t.user_attrs.get("preset"):
-        facts.append(("paper preset", str(t.user_attrs["preset"])))
-    if t.user_attrs.get("device"):
-        facts.append(("trained on", f"{t.user_attrs['device']} ({t.user_attrs.get('worker', '?')})"))
+    record = p.record
+    for size, label in ((record.params, "parameters"), (record.macs, "MACs per image")):
+        if isinstance(size, int):
+            facts.append((label, f"{size:,}"))
+    if record.preset:
+        facts.append(("paper preset", str(record.preset)))
+    if record.device:
+        facts.append(("trained on", f"{record.device} ({record.worker if record.worker is not None else '?'})"))
     text = _config_yaml(s, p)
     name = _config_filename(s, t)
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)

@@ -62,12 +62,13 @@ def size_scatter(
     points: Sequence[Scored], attr: str, axis_title: str, metric: Metric, summaries: dict[int, str],
     best: int | None, retrained: Sequence[dict[str, object]] = (),
 ) -> go.Figure | None:
-    """Score against `attr` (params or macs, log x) of every trained trial, the Pareto front as a
-    step line, the papers' presets labelled and the leaderboard's first ringed; None when no
-    trial recorded `attr`. `retrained`: `retrain`'s rows (val top-1 at the longer budget),
-    drawn apart, with the papers' presets among them labelled, when the metric is val top-1."""
-    sized = [p for p in points
-             if isinstance(p.trial.user_attrs.get(attr), (int, float)) and p.trial.user_attrs[attr] > 0]
+    """Score against `attr` ("params" or "macs": the `TrialRecord` property and the `retrain` row
+    field; log x) of every trained trial, the Pareto front as a step line, the papers' presets
+    labelled and the leaderboard's first ringed; None when no trial recorded `attr`. `retrained`:
+    `retrain`'s rows (val top-1 at the longer budget), drawn apart, with the papers' presets among
+    them labelled, when the metric is val top-1."""
+    size = {p.trial.number: getattr(p.record, attr) for p in points}
+    sized = [p for p in points if isinstance(size[p.trial.number], (int, float)) and size[p.trial.number] > 0]
     if not sized:
         return None
     fig = go.Figure()
@@ -76,7 +77,7 @@ def size_scatter(
         if not chosen:
             return
         fig.add_trace(go.Scatter(
-            name=name, x=[p.trial.user_attrs[attr] for p in chosen], y=[p.score * metric.scale for p in chosen],
+            name=name, x=[size[p.trial.number] for p in chosen], y=[p.score * metric.scale for p in chosen],
             customdata=[[p.trial.number, hover_lines(summaries.get(p.trial.number, "-")),
                          "" if p.complete else f" (its best epoch of {len(p.trial.intermediate_values)}; pruned)"]
                         for p in chosen],
@@ -90,15 +91,15 @@ def size_scatter(
         marker={"size": 9, "color": COLORS["complete"], "line": {"width": 1, "color": "white"}})
     add("pruned (best epoch)", [p for p in sized if not p.complete], mode="markers",
         marker={"size": 8, "color": COLORS["pruned"], "symbol": "circle-open", "line": {"width": 1.5}})
-    front = _front([(p.trial.user_attrs[attr], p.score * metric.scale) for p in sized if p.complete], metric.maximize)
+    front = _front([(size[p.trial.number], p.score * metric.scale) for p in sized if p.complete], metric.maximize)
     if front:
         fig.add_trace(go.Scatter(name="Pareto front", x=[x for x, _ in front], y=[y for _, y in front], mode="lines",
                                  line={"shape": "hv", "color": COLORS["front"], "width": 2}, hoverinfo="skip"))
-    presets = [p for p in sized if p.trial.user_attrs.get("preset")]
-    add("paper presets", presets, mode="markers+text", text=[str(p.trial.user_attrs["preset"]) for p in presets],
+    presets = [p for p in sized if p.record.preset]
+    add("paper presets", presets, mode="markers+text", text=[str(p.record.preset) for p in presets],
         textposition="top center", textfont={"size": 11, "color": COLORS["preset"]},
         marker={"size": 14, "color": COLORS["preset"], "symbol": "star"})
-    sizes = [p.trial.user_attrs[attr] for p in sized]
+    sizes = [size[p.trial.number] for p in sized]
     if retrained and metric.name == "val top-1":
         _add_retrained(fig, retrained, attr, axis_title, metric)
         sizes += [r[attr] for r in retrained]

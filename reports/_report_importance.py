@@ -38,7 +38,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import ConfigError
-from hybridnas.objectives.study_definition import USER_ATTR
+from hybridnas.objectives.trial_record import DEFINITION_ATTR
 from hybridnas.search_space import space_from_document
 from hybridnas.search_space.grammar import is_choice, is_distribution, options
 
@@ -133,7 +133,7 @@ def param_importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> dic
 
 def grouped_importances(importances: dict[str, float], study: optuna.Study) -> list[tuple[str, float, list[str]]]:
     """(family, summed importance, its parameter names) per knob family, largest first."""
-    definition = study.user_attrs.get(USER_ATTR)
+    definition = study.user_attrs.get(DEFINITION_ATTR)
     aliases = template_aliases(definition.get("space") if isinstance(definition, dict) else None)
     members: dict[str, list[str]] = {}
     for name in importances:

@@ -20,10 +20,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import ConfigError
 from hybridnas.models.config import ArchConfig
-from hybridnas.objectives.dedup import ARCH_KEY, is_duplicate, is_infeasible
 from hybridnas.objectives.results import trial_config
 from hybridnas.objectives.retrain import companion_name, retrain_results
-from hybridnas.objectives.study import WORKERS_ATTR, counts_toward_budget
+from hybridnas.objectives.trial_record import WORKERS_ATTR, TrialRecord
 
 LEADERBOARD_SIZE = 20
 
@@ -36,6 +35,11 @@ class Scored:
     trial: FrozenTrial
     score: float
     complete: bool
+
+    @property
+    def record(self) -> TrialRecord:
+        """What the trial stored: its size, preset, worker, architecture key."""
+        return TrialRecord(self.trial)
 
     @functools.cached_property
     def config(self) -> ArchConfig | None:
@@ -83,12 +87,12 @@ def first_metric(study: optuna.Study) -> Metric:
 
 
 def trained(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[Scored]:
-    """Every trial that trained an architecture of its own: COMPLETE, or PRUNED after at least one
-    reported epoch; never a duplicate (it reports another trial's result) or an infeasible one."""
+    """Every trial that trained an architecture of its own (`TrialRecord.trained`) and has a score:
+    COMPLETE, or PRUNED after at least one reported epoch."""
     best = max if maximizes(study) else min
     out = []
     for t in trials:
-        if is_duplicate(t) or is_infeasible(t):
+        if not TrialRecord(t).trained:
             continue
         if t.state == TrialState.COMPLETE:
             out.append(Scored(t, t.values[0], True))
@@ -112,7 +116,7 @@ def leaderboard(study: optuna.Study, points: Sequence[Scored], limit: int = LEAD
     ranked = sorted(points, key=lambda p: (p.trial.number not in front, not p.complete, sign * p.score, p.trial.number))
     picked: dict[Any, Scored] = {}
     for p in ranked:
-        picked.setdefault(p.trial.user_attrs.get(ARCH_KEY, p.trial.number), p)
+        picked.setdefault(p.record.distinct_key, p)
     return list(picked.values())[:limit]
 
 
@@ -129,7 +133,7 @@ def retrained(study: optuna.Study) -> list[dict[str, Any]]:
 
 def busy_seconds(trial: FrozenTrial, now: datetime) -> float:
     """How long the trial held its worker: its recorded `wall_seconds`, else its duration so far."""
-    wall = trial.user_attrs.get("wall_seconds")
+    wall = TrialRecord(trial).wall_seconds
     if isinstance(wall, (int, float)):
         return float(wall)
     if trial.datetime_start is None:
@@ -153,9 +157,10 @@ def outcome(trial: FrozenTrial) -> str:
     by_state = {TrialState.RUNNING: "running", TrialState.WAITING: "waiting", TrialState.FAIL: "failed"}
     if trial.state in by_state:
         return by_state[trial.state]
-    if is_infeasible(trial):
+    record = TrialRecord(trial)
+    if record.is_infeasible:
         return "infeasible"
-    if is_duplicate(trial):
+    if record.is_duplicate:
         return "duplicate"
     return "trained" if trial.state == TrialState.COMPLETE else "pruned"
 
@@ -173,7 +178,7 @@ def outcome_rows(trials: Sequence[FrozenTrial], now: datetime) -> list[dict[str,
 def fail_reasons(trials: Sequence[FrozenTrial], top: int = 5) -> list[tuple[str, int]]:
     """The most common first lines of failed trials' `fail_reason`."""
     reasons = Counter(
-        str(t.user_attrs.get("fail_reason") or "no reason recorded").splitlines()[0][:200]
+        str(TrialRecord(t).fail_reason or "no reason recorded").splitlines()[0][:200]
         for t in trials if t.state == TrialState.FAIL
     )
     return reasons.most_common(top)
@@ -186,8 +191,9 @@ def worker_rows(study: optuna.Study, trials: Sequence[FrozenTrial], now: datetim
     recorded = {k: v for k, v in recorded.items() if isinstance(v, dict)} if isinstance(recorded, dict) else {}
     by_worker: dict[str, list[FrozenTrial]] = {}
     for t in trials:
-        if t.user_attrs.get("worker") is not None:
-            by_worker.setdefault(str(t.user_attrs["worker"]), []).append(t)
+        worker = TrialRecord(t).worker
+        if worker is not None:
+            by_worker.setdefault(str(worker), []).append(t)
     rows = []
     for worker in [*by_worker, *(w for w in recorded if w not in by_worker)]:
         mine = by_worker.get(worker, [])
@@ -196,11 +202,11 @@ def worker_rows(study: optuna.Study, trials: Sequence[FrozenTrial], now: datetim
         ends = [t.datetime_complete or now for t in mine if t.datetime_start is not None]
         hours = (max(ends) - min(starts)).total_seconds() / 3600 if starts else 0.0
         finished = sum(t.state.is_finished() for t in mine)
-        devices = Counter(str(t.user_attrs["device"]) for t in mine if t.user_attrs.get("device"))
+        devices = Counter(str(device) for t in mine if (device := TrialRecord(t).device))
         rows.append({
             "worker": worker,
             "trials": len(mine),
-            "trained": sum(counts_toward_budget(t) for t in mine),
+            "trained": sum(TrialRecord(t).counts_toward_budget for t in mine),
             "busy_s": sum(busy_seconds(t, now) for t in mine),
             "per_hour": finished / hours if hours > 0 else None,
             "device": ", ".join(d for d, _ in devices.most_common()),

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from hybridnas.common import StorageError
 from hybridnas.storage._artifacts import artifact_store, artifacts_location, artifacts_path, is_shared_location
+from hybridnas.storage._database import stale_trial_retry
 from hybridnas.storage._open import load_study, open_storage, retried_from
 from hybridnas.storage._proxy import (
     PROXY_TOKEN_ENV,
@@ -72,4 +73,5 @@ __all__ = [
     "retried_from",
     "serve_proxy",
     "server_token",
+    "stale_trial_retry",
 ]

@@ -58,7 +58,7 @@ def check_finished_study(url: str, study_name: str, trials: int) -> list:
     from optuna.artifacts import get_all_artifact_meta
     from optuna.trial import TrialState
 
-    from hybridnas.objectives.study import counts_toward_budget
+    from hybridnas.objectives.trial_record import TrialRecord
     from hybridnas.storage import open_storage
 
     storage = open_storage(url, heartbeat_interval=None)
@@ -66,7 +66,7 @@ def check_finished_study(url: str, study_name: str, trials: int) -> list:
     got = study.get_trials()
     states = [t.state for t in got]
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states
-    trained = [t for t in got if counts_toward_budget(t)]
+    trained = [t for t in got if TrialRecord(t).counts_toward_budget]
     assert len(trained) == trials  # no overshoot: workers ask the budget before each trial
     assert len({t.user_attrs["arch_key"] for t in trained}) == trials  # none trained twice
     assert any(t.state == TrialState.PRUNED for t in trained), "Hyperband pruned nothing"

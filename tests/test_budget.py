@@ -14,8 +14,7 @@ from helpers import CIFAR, SMALL_SPACE, TEST_WORKER
 from optuna.trial import TrialState
 
 from hybridnas.objectives import objective as objective_mod
-from hybridnas.objectives.dedup import ARCH_KEY, DUPLICATE_OF
-from hybridnas.objectives.study import counts_toward_budget
+from hybridnas.objectives.trial_record import ARCH_KEY, DUPLICATE_OF, TrialRecord
 from hybridnas.storage import open_storage
 
 SMALL_ARGS = ["--dataset", CIFAR, "--train-subset", "256", "--val-subset", "128", "--epochs", "2",
@@ -25,7 +24,7 @@ MAX_MACS = "3000000"
 
 
 def _trained(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in trials if counts_toward_budget(t)]
+    return [t for t in trials if TrialRecord(t).counts_toward_budget]
 
 
 @pytest.fixture

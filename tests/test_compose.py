@@ -24,7 +24,7 @@ import yaml
 from helpers import CIFAR, TINY_SPACE
 
 from hybridnas.cli.main import app
-from hybridnas.objectives.study import counts_toward_budget
+from hybridnas.objectives.trial_record import TrialRecord
 from hybridnas.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ def test_the_services_commands_run_a_study_as_plain_processes(
         assert "running 2 worker(s), as asked (0.5 GPU each, 1 GPU(s) in the cluster" in launch.stdout
 
         trials = optuna.load_study(study_name=study, storage=open_storage(postgres_url, heartbeat_interval=None)).trials
-        assert sum(counts_toward_budget(t) for t in trials) == 4
+        assert sum(TrialRecord(t).counts_toward_budget for t in trials) == 4
         assert len({t.user_attrs["worker"] for t in trials}) == 2  # two workers packed on the one GPU
         deadline = time.monotonic() + 60
         while True:

@@ -34,7 +34,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from ray_nodes import free_port
 
-from hybridnas.objectives.study import WORKERS_ATTR, counts_toward_budget
+from hybridnas.objectives.trial_record import WORKERS_ATTR, TrialRecord
 from hybridnas.storage import StorageError, open_storage, retried_from
 
 pytestmark = pytest.mark.compose
@@ -193,7 +193,7 @@ def stack(engine: Engine, images: dict[str, str], tmp_path_factory: pytest.TempP
 
 
 def _counted(trials: list[optuna.trial.FrozenTrial]) -> int:
-    return sum(counts_toward_budget(t) for t in trials)
+    return sum(TrialRecord(t).counts_toward_budget for t in trials)
 
 
 def _running_trial_and_its_host(stack: Stack, timeout: float = 600) -> tuple[int, str]:

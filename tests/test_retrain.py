@@ -15,8 +15,9 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from hybridnas.models import build
-from hybridnas.objectives.retrain import SEED, SOURCE_TRIAL, companion_name
 from hybridnas.objectives.results import trial_config
+from hybridnas.objectives.retrain import companion_name
+from hybridnas.objectives.trial_record import SEED, SOURCE_TRIAL
 from hybridnas.storage import artifact_store, open_storage
 
 TEST_IMAGES = 200
@@ -141,8 +142,8 @@ def test_top_k_takes_one_trial_per_architecture_whatever_its_training_settings()
     top K still names K different models, each by its best-scoring trial."""
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.presets import preset
-    from hybridnas.objectives.dedup import ARCH_KEY
     from hybridnas.objectives.retrain import pick_trials
+    from hybridnas.objectives.trial_record import ARCH_KEY
 
     study = optuna.create_study(direction="maximize")
     models = {name: preset(name, num_classes=10, image_size=32) for name in ("chae", "samc", "group18")}
@@ -168,8 +169,8 @@ def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybri
     from hybridnas.cli.study_cmds import _print_retrain
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.presets import preset
-    from hybridnas.objectives.dedup import ARCH_KEY
-    from hybridnas.objectives.retrain import PRESET, SOURCE_PRESET, plan_retrain, retrain_results
+    from hybridnas.objectives.retrain import plan_retrain, retrain_results
+    from hybridnas.objectives.trial_record import ARCH_KEY, PRESET, SOURCE_PRESET
 
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     code, out = hybridnas("launch", "--study", "q", "--storage", url, *tiny_study_args(2), "--workers", "0")
@@ -186,7 +187,7 @@ def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybri
     companion.add_trial(optuna.trial.create_trial(value=0.55, user_attrs={
         **job.user_attrs, "params": 370_032, "macs": 6_928_128, "epochs_run": 1, "test_top1": None}))
     (row,) = retrain_results(companion)
-    assert row["trial"] == 0 and row[SOURCE_PRESET] == "chae" and PRESET not in row
+    assert row["trial"] == 0 and row["source_preset"] == "chae" and "preset" not in row
     _print_retrain([row])
     assert "0 (chae)" in capsys.readouterr().out
 
@@ -199,8 +200,8 @@ def test_a_preset_the_search_trained_the_same_way_is_retrained_once(hybridnas, t
     weight decay 5e-4) where the preset's own job leaves them unset: the same training."""
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.presets import preset
-    from hybridnas.objectives.dedup import ARCH_KEY
-    from hybridnas.objectives.retrain import PRESET, SOURCE_PRESET, plan_retrain
+    from hybridnas.objectives.retrain import plan_retrain
+    from hybridnas.objectives.trial_record import ARCH_KEY, PRESET, SOURCE_PRESET
 
     chae = preset("chae", num_classes=10, image_size=32)
     url = f"sqlite:///{tmp_path / 'nas.db'}"

@@ -16,9 +16,8 @@ import search_quality  # noqa: E402
 import tune_local_search  # noqa: E402
 
 from hybridnas.objectives import local_search  # noqa: E402
-from hybridnas.objectives.dedup import ARCH_KEY, DUPLICATE_OF  # noqa: E402
 from hybridnas.objectives.local_search import LocalSearchSampler  # noqa: E402
-from hybridnas.objectives.study import counts_toward_budget  # noqa: E402
+from hybridnas.objectives.trial_record import ARCH_KEY, DUPLICATE_OF, TrialRecord  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", [2, 3])
@@ -28,7 +27,7 @@ def test_hybridnas_evaluates_each_architecture_once(seed: int) -> None:
 
     assert stopped == "budget reached"
     assert (trace.evaluations, len(trace.seen), trace.repeats) == (60, 60, 0)
-    assert sum(counts_toward_budget(t) for t in trials) == 60
+    assert sum(TrialRecord(t).counts_toward_budget for t in trials) == 60
     first: dict[str, int] = {}
     for trial in trials:
         key = trial.user_attrs[ARCH_KEY]

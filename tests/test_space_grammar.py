@@ -195,7 +195,8 @@ def test_a_range_knob_refuses_a_choice_and_a_choice_knob_a_range() -> None:
 def test_a_study_stored_with_the_old_spelling_resumes_and_samples_the_same_distributions(
     hybridnas, tmp_path: Path
 ) -> None:
-    from hybridnas.objectives.study_definition import KIND_ATTR, SEARCH, USER_ATTR, validate_definition
+    from hybridnas.objectives.study_definition import validate_definition
+    from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, SEARCH
 
     new_file, old_file = tmp_path / "new.yaml", tmp_path / "old.yaml"
     new_file.write_text(NEW_SPACE)
@@ -207,7 +208,7 @@ def test_a_study_stored_with_the_old_spelling_resumes_and_samples_the_same_distr
     stored["space"] = yaml.safe_load(OLD_SPACE)
     storage = open_storage(url, heartbeat_interval=None)
     study = optuna.create_study(study_name="old", storage=storage, direction="maximize")
-    study.set_user_attr(USER_ATTR, stored)
+    study.set_user_attr(DEFINITION_ATTR, stored)
     study.set_user_attr(KIND_ATTR, SEARCH)
 
     for space in (new_file, old_file):

@@ -16,14 +16,8 @@ from helpers import TINY_CONFIG, tiny_study_args
 from optuna.distributions import FloatDistribution
 
 from hybridnas.objectives.retrain import companion_name
-from hybridnas.objectives.study_definition import (
-    KIND_ATTR,
-    RETRAIN,
-    RETRAIN_ATTR,
-    SEARCH,
-    USER_ATTR,
-    study_kind,
-)
+from hybridnas.objectives.study_definition import study_kind
+from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, RETRAIN, RETRAIN_ATTR, SEARCH
 from hybridnas.storage import open_storage
 
 
@@ -154,7 +148,7 @@ def test_launch_adopts_an_empty_plain_study_of_its_shape(hybridnas, tmp_path: Pa
     code, out = _launch(hybridnas, url, "p")
     assert code == 0, out
     study = _load(url, "p")
-    assert study_kind(study) == SEARCH and study.user_attrs[USER_ATTR]["trials"] == 2
+    assert study_kind(study) == SEARCH and study.user_attrs[DEFINITION_ATTR]["trials"] == 2
 
 
 def test_resume_refuses_another_number_of_objectives(hybridnas, searched: str) -> None:
@@ -168,9 +162,9 @@ def test_resume_refuses_another_number_of_objectives(hybridnas, searched: str) -
 def test_old_studies_without_a_kind_are_known_by_what_they_hold(hybridnas, searched: str) -> None:
     """Studies made before the kind was recorded: a definition makes a search, a plan a companion."""
     storage = open_storage(searched, heartbeat_interval=None)
-    definition = _load(searched, "a").user_attrs[USER_ATTR]
+    definition = _load(searched, "a").user_attrs[DEFINITION_ATTR]
     old_search = optuna.create_study(study_name="old", storage=storage, direction="maximize")
-    old_search.set_user_attr(USER_ATTR, definition)
+    old_search.set_user_attr(DEFINITION_ATTR, definition)
     _add_trained_trial(old_search)
     old_companion = optuna.create_study(study_name=companion_name("old"), storage=storage, direction="maximize")
     old_companion.set_user_attr(RETRAIN_ATTR, {"source": "old", "epochs": 1, "test": False, "train_subset": 256})

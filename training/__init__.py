@@ -6,7 +6,7 @@ The names below are imported on first use (PEP 562), so `import hybridnas.traini
 
 from __future__ import annotations
 
-from hybridnas.common._lazy import lazy_names
+from hybridnas.common import lazy_names
 
 _SOURCES = {
     "DataError": "hybridnas.common",

@@ -39,10 +39,11 @@ from sqlalchemy.engine import make_url
 
 from hybridnas.common import CHECK_EVERY_S, HybridNASError, UsageError, first_line, raise_if_interrupted
 from hybridnas.objectives.objective import INTERRUPTED
-from hybridnas.objectives.study import WORKERS_ATTR, budget_reached, study_status
+from hybridnas.objectives.study import budget_reached, study_status
 from hybridnas.objectives.study_definition import StudyDefinition
+from hybridnas.objectives.trial_record import ARTIFACTS_ATTR, WORKERS_ATTR
 from hybridnas.storage import is_shared_location, mask_url, open_storage, resolve_url
-from hybridnas.workers.worker import ARTIFACTS_ATTR, fail_and_retry, fail_running_trials, prepare_data, run_worker
+from hybridnas.workers.worker import fail_and_retry, fail_running_trials, prepare_data, run_worker
 
 
 

@@ -18,23 +18,28 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives.objective import INTERRUPTED, Objective, TrialFailed, WorkerContext, WorkerStopped
+from hybridnas.objectives.objective import (
+    INTERRUPTED, Objective, TrialFailed, TrialViews, WorkerContext, WorkerStopped,
+)
 from hybridnas.objectives.retrain import RetrainObjective, stored_plan
-from hybridnas.objectives.dedup import is_duplicate, is_infeasible
-from hybridnas.objectives.study import counts_toward_budget, space_exhausted, timeout_left
+from hybridnas.objectives.study import space_exhausted, timeout_left
 from hybridnas.objectives.study_definition import StudyDefinition, stored_definition
-from hybridnas.storage import artifact_store, load_study, open_storage
-from hybridnas.storage._database import stale_trial_retry
+from hybridnas.objectives.trial_record import ARTIFACTS_ATTR, FAIL_REASON, TrialRecord
+from hybridnas.storage import artifact_store, load_study, open_storage, stale_trial_retry
 from hybridnas.training.data import DataSplits, load_data, resolve_device
 from hybridnas.training.measure import device_name
 from hybridnas.workers.heartbeat import HEARTBEAT_INTERVAL_S, check_heartbeat
+
+if TYPE_CHECKING:
+    from hybridnas.models.config import ArchConfig
+    from hybridnas.models.profile import ModelProfile
 
 # FAIL trials do not count towards the budget, so a study whose every trial crashes (a
 # learning rate that always diverges, data the models cannot fit in memory) would never end.
@@ -42,8 +47,6 @@ MAX_FAILURES_IN_A_ROW = 5
 # Samples that are repeats or over the limits use no budget, so a space that produces nothing
 # else would loop forever; this many in a row ends the worker with the reason.
 MAX_UNTRAINED_IN_A_ROW = 50
-# Where a launch recorded the study's artifact location, so a worker started by hand finds it.
-ARTIFACTS_ATTR = "hybridnas_artifacts"
 # How often a trial whose worker died is queued again before it stays FAIL.
 MAX_RETRY = 3
 
@@ -75,6 +78,23 @@ def prepare_data(definition: StudyDefinition) -> None:
     """Download / decode the dataset into the on-disk caches without keeping it in memory."""
     worker_data(definition, "cpu")
     _cached_data.cache_clear()
+
+
+def _trial_note(cfg: ArchConfig, prof: ModelProfile, training: dict[str, Any]) -> str:
+    # Imported on a worker's first feasible trial, so loading the worker does not load the reports.
+    from hybridnas.reports import trial_note
+
+    return trial_note(cfg, params=prof.params, macs=prof.macs, training=training, modules=prof.modules)
+
+
+def _architecture_svg(cfg: ArchConfig, prof: ModelProfile, title: str) -> str:
+    from hybridnas.reports import architecture_svg
+
+    return architecture_svg(cfg, title, modules=prof.modules)
+
+
+# What a search trial shows on optuna-dashboard: the note and diagram of `hybridnas.reports`.
+DASHBOARD_VIEWS = TrialViews(note=_trial_note, diagram=_architecture_svg)
 
 
 def run_worker(
@@ -131,7 +151,8 @@ def run_worker(
 
     data = worker_data(definition, str(torch_device), with_test=plan is not None and plan.test)
     if plan is None:
-        objective: Objective | RetrainObjective = Objective(definition, data, context, admit=budget.admit)
+        objective: Objective | RetrainObjective = Objective(definition, data, context, admit=budget.admit,
+                                                            views=DASHBOARD_VIEWS)
     else:
         objective = RetrainObjective(plan, source, definition, data, context)
     ran: Counter[str] = Counter()
@@ -141,7 +162,8 @@ def run_worker(
         nonlocal failures_in_a_row, wasted_in_a_row, stopped
         ran[trial.state.name] += 1
         failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
-        wasted_in_a_row = wasted_in_a_row + 1 if is_duplicate(trial) or is_infeasible(trial) else 0
+        record = TrialRecord(trial)
+        wasted_in_a_row = wasted_in_a_row + 1 if record.is_duplicate or record.is_infeasible else 0
         if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             stopped = f"{failures_in_a_row} failed trials in a row"
         elif wasted_in_a_row >= MAX_UNTRAINED_IN_A_ROW:
@@ -242,7 +264,7 @@ class BudgetGate(_Gate):
     def _room(self, trials: list[FrozenTrial], in_flight: list[FrozenTrial], *, deadline: bool) -> str | None | object:
         if deadline and timeout_left(self.study, self.timeout) == 0:
             return "timeout"
-        used = sum(counts_toward_budget(t) for t in trials)
+        used = sum(TrialRecord(t).counts_toward_budget for t in trials)
         if used >= self.budget:
             return "budget reached"
         if used + len(in_flight) + len(_retries_due(trials)) < self.budget:
@@ -261,13 +283,14 @@ def _retries_due(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     that asked the budget in between would otherwise take the slot with a new trial and leave
     the copy WAITING after the study ends. Such a trial has no `fail_reason` (ours always set
     one) and retries left; the wait for its copy is bounded."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    records = [TrialRecord(t) for t in trials]
+    retried = {n for r in records for n in r.retry_history}
     now = datetime.now()
     return [
-        t for t in trials
-        if t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs and t.number not in retried
-        and len(t.system_attrs.get("retry_history", [])) < MAX_RETRY
-        and t.datetime_complete is not None and (now - t.datetime_complete).total_seconds() < _RETRY_DUE_S
+        r.trial for r in records
+        if r.trial.state == TrialState.FAIL and r.fail_reason is None and r.trial.number not in retried
+        and len(r.retry_history) < MAX_RETRY and r.trial.datetime_complete is not None
+        and (now - r.trial.datetime_complete).total_seconds() < _RETRY_DUE_S
     ]
 
 
@@ -291,12 +314,13 @@ def fail_running_trials(
     study_id = storage.get_study_id_from_name(study_name)
     failed = []
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker") not in worker_ids:
+        record = TrialRecord(trial)
+        if record.worker not in worker_ids:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            if "fail_reason" not in trial.user_attrs:
-                storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            if record.fail_reason is None:
+                storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue
@@ -312,7 +336,7 @@ def fail_and_retry(study: optuna.Study, storage: BaseStorage, worker_ids: Collec
     and user attrs but not its `fail_reason`."""
     retry = stale_trial_retry(MAX_RETRY)
     running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if t.user_attrs.get("worker") in worker_ids]
+               if TrialRecord(t).worker in worker_ids]
     # The copy goes in before the trial fails, so that no worker ever sees the trial gone and no
     # copy yet, and starts a new trial in its budget slot instead.
     for trial in running:

@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import StorageError
-from hybridnas.objectives.study import counts_toward_budget
+from hybridnas.objectives.trial_record import TrialRecord
 from hybridnas.storage import open_storage, retried_from
 
 HYBRIDNAS = Path(sys.executable).with_name("hybridnas")
@@ -81,7 +81,7 @@ class PgStudy:
 
     def done(self) -> int:
         """Trials that used up budget: distinct architectures trained."""
-        return sum(counts_toward_budget(t) for t in self.trials())
+        return sum(TrialRecord(t).counts_toward_budget for t in self.trials())
 
     def spawn(
         self, *args: str, log: str, new_session: bool = False, sigint_ignored: bool = False

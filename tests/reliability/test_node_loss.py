@@ -15,8 +15,8 @@ from helpers import json_in, tiny_study_args
 from optuna.trial import TrialState
 from ray_nodes import RayCluster, children
 
+from hybridnas.objectives.trial_record import WORKERS_ATTR
 from hybridnas.storage import retried_from
-from hybridnas.workers.ray_workers import WORKERS_ATTR
 
 TRIALS = 8
 
