@@ -96,10 +96,10 @@ def _finite(value: Any) -> Any:
 
 
 def _status(study: optuna.Study) -> dict[str, Any]:
-    """`study_status` with only finite numbers, so both printers and `--json` take any stored study."""
-    from hybridnas.objectives.study import study_status
+    """`search.status` with only finite numbers, so both printers and `--json` take any stored study."""
+    from hybridnas import search
 
-    return _finite(study_status(study))
+    return _finite(search.status(study))
 
 
 def _watch(study: optuna.Study, interval: float) -> dict[str, Any]:
@@ -136,12 +136,12 @@ def status_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Trial counts by state, best result, throughput and ETA of a study."""
+    from hybridnas import search
     from hybridnas.common import UsageError
-    from hybridnas.storage import load_study
 
     if watch and json_out:
         raise UsageError("--watch and --json do not combine; poll `status --json` instead")
-    study = load_study(study_name, storage, heartbeat_interval=None)
+    study = search.load(study_name, storage)
     status = _watch(study, interval) if watch else _status(study)
     if json_out:
         print(json.dumps(status, indent=2, allow_nan=False))
@@ -155,10 +155,10 @@ def report_cmd(
     storage: StorageOpt = None,
 ) -> None:
     """Write one self-contained HTML report: leaderboard, accuracy against size, importances, compute."""
+    from hybridnas import search
     from hybridnas.reports import report_html
-    from hybridnas.storage import load_study
 
-    study = load_study(study_name, storage, heartbeat_interval=None)
+    study = search.load(study_name, storage)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report_html(study), encoding="utf-8")
     console.print(f"wrote {out}")

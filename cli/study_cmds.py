@@ -36,6 +36,7 @@ from hybridnas.cli._progress import LaunchProgress
 from hybridnas.objectives.study_definition import DEFINITION_FLAGS, MAX_IMAGES, TRAINING_FLAGS, StudyDefinition
 from hybridnas.objectives.trial_record import TrialRecord
 from hybridnas.training.settings import MAX_EPOCHS, TrainSettings
+from hybridnas.workers.placement import PLACEMENT_FIELDS
 
 if TYPE_CHECKING:
     import optuna
@@ -61,9 +62,9 @@ class _Progress:
 
 
 def _summary(study: optuna.Study) -> None:
-    from hybridnas.objectives.study import study_status
+    from hybridnas import search
 
-    status = study_status(study)
+    status = search.status(study)
     states = ", ".join(f"{n} {s}" for s, n in status["trials"].items() if n)
     console.print(f"study '{study.study_name}': {status['done']}/{status['budget_trials'] or '?'} distinct "
                   f"architectures trained ({states or 'no trials'})")
@@ -101,8 +102,6 @@ def launch_cmd(**options: Any) -> None:
     """Create a study (or resume the one with this name) and run its trials on Ray workers."""
     from hybridnas import search
     from hybridnas.common import UsageError
-    from hybridnas.objectives.results import export_trial, select_trial
-    from hybridnas.objectives.study_definition import stored_definition
     from hybridnas.storage import mask_url, resolve_url
 
     study_name, storage = options["study_name"], options["storage"]
@@ -126,19 +125,18 @@ def launch_cmd(**options: Any) -> None:
 
     _summary(study)
     if options["export"] is not None:
-        pick = {"pareto": True} if stored_definition(study).multi_objective else {"best": True}
         try:
-            trial = select_trial(study, **pick)
+            trial = search.best_trial(study)
         except UsageError as err:
             console.print(f"nothing exported: {err}")
         else:
-            export_trial(study, trial, options["export"])
+            search.export(study, options["export"], trial)
             _print_export(trial, options["export"])
     console.print(f"browse it: hybridnas dashboard --storage '{url}'")
 
 
-_RAY_FLAGS = ("workers", "threads", "gpus_per_worker", "cpus_per_worker", "ray_address", "heartbeat_interval",
-              "grace_period", "artifacts")
+# What launch and retrain pass on to the API: where the workers run, and how they run.
+_RAY_FLAGS = (*PLACEMENT_FIELDS, "heartbeat_interval", "grace_period", "artifacts")
 
 
 _RAY_PARAMS = [
@@ -194,15 +192,14 @@ def export_cmd(
     max_macs: MaxMacsOpt = None,
 ) -> None:
     """Write a trial's architecture as a config that rebuilds the exact model (`summary`, `train`)."""
+    from hybridnas import search
     from hybridnas.common import UsageError
-    from hybridnas.objectives.results import export_trial, select_trial
-    from hybridnas.storage import load_study
 
     if sum((trial is not None, best, pareto)) != 1:
         raise UsageError("choose exactly one of --trial N, --best and --pareto")
-    study = load_study(study_name, storage, heartbeat_interval=None)
-    picked = select_trial(study, number=trial, best=best, pareto=pareto, max_params=max_params, max_macs=max_macs)
-    export_trial(study, picked, out)
+    study = search.load(study_name, storage)
+    picked = search.select(study, number=trial, best=best, pareto=pareto, max_params=max_params, max_macs=max_macs)
+    search.export(study, out, picked)
     _print_export(picked, out)
 
 

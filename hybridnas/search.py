@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from hybridnas.common import ctrl_c_as_request
 from hybridnas.objectives.study_definition import StudyDefinition, check_study_name
+from hybridnas.objectives.trial_record import ARTIFACTS_ATTR
+from hybridnas.workers.placement import Placement
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-__all__ = ["StudyDefinition", "best_trial", "export", "launch", "load", "retrain", "status", "work"]
+__all__ = ["StudyDefinition", "best_trial", "export", "launch", "load", "retrain", "select", "status", "work"]
 
 
 def _quiet(message: str) -> None:
@@ -77,29 +79,28 @@ def launch(
         say(f"queued presets first: {', '.join(names) if names else 'none fits this space'}")
     for line in stored.describe():
         say(line)
-    if workers != 0:
-        _run_on_ray(optuna_study, storage, stored, optuna_study, say, progress, workers=workers, threads=threads,
-                    gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, ray_address=ray_address,
-                    artifacts=artifacts, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
+    if placement.workers != 0:
+        _run_on_ray(optuna_study, storage, stored, optuna_study, placement, say, progress, artifacts=artifacts,
+                    heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     return optuna_study
 
 
 def _run_on_ray(
     study: optuna.Study, storage: str | None, definition: StudyDefinition, recorded_in: optuna.Study,
-    say: Callable[[str], None], progress: Callable[[optuna.Study], Callable[[], None]] | None,
-    *, artifacts: str | None, heartbeat_interval: int, grace_period: int | None, **placement: Any,
+    placement: Placement, say: Callable[[str], None], progress: Callable[[optuna.Study], Callable[[], None]] | None,
+    *, artifacts: str | None, heartbeat_interval: int, grace_period: int | None,
 ) -> None:
     """Ray workers on `study` (a search or the jobs of a retrain) until it is done; trial files go
     to `artifacts`, else where `recorded_in` (the search) recorded them, else the default."""
-    from hybridnas.objectives.trial_record import ARTIFACTS_ATTR
     from hybridnas.storage import artifacts_location, mask_url
     from hybridnas.workers.ray_workers import launch_workers
 
     location = artifacts_location(storage, artifacts or recorded_in.user_attrs.get(ARTIFACTS_ATTR))
     say(f"artifacts in {mask_url(location)}")
-    launch_workers(study.study_name, storage, definition, say=say, on_poll=progress(study) if progress else None,
+    launch_workers(study, storage, definition, placement, say=say, on_poll=progress(study) if progress else None,
                    worker_options={"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                                   "artifacts": location}, **placement)
+                                   "artifacts": location})
 
 
 def work(
@@ -144,10 +145,19 @@ def status(study: optuna.Study) -> dict[str, Any]:
 
 def best_trial(study: optuna.Study, *, max_params: int | None = None, max_macs: int | None = None) -> FrozenTrial:
     """The most accurate completed trial (of the Pareto front for two objectives), within the limits."""
+    multi = len(study.directions) > 1
+    return select(study, best=not multi, pareto=multi, max_params=max_params, max_macs=max_macs)
+
+
+def select(
+    study: optuna.Study, *, number: int | None = None, best: bool = False, pareto: bool = False,
+    max_params: int | None = None, max_macs: int | None = None,
+) -> FrozenTrial:
+    """Exactly one of: trial `number`; the best COMPLETE trial; the most accurate Pareto-front
+    trial; `best` and `pareto` within the size limits (what `hybridnas export` picks)."""
     from hybridnas.objectives.results import select_trial
 
-    multi = len(study.directions) > 1
-    return select_trial(study, best=not multi, pareto=multi, max_params=max_params, max_macs=max_macs)
+    return select_trial(study, number=number, best=best, pareto=pareto, max_params=max_params, max_macs=max_macs)
 
 
 def export(study: optuna.Study, path: str | Path, trial: FrozenTrial | None = None) -> Path:
@@ -193,15 +203,14 @@ def retrain(
     check_heartbeat(heartbeat_interval, grace_period)
     source = load(study, storage)
     companion, plan, queued, presets_as_trials = plan_retrain(
-        study, storage, top=top, epochs=epochs, test=test, seeds=seeds, pareto=pareto, train_subset=train_subset,
+        source, top=top, epochs=epochs, test=test, seeds=seeds, pareto=pareto, train_subset=train_subset,
         presets=tuple(presets))
     for name, number in presets_as_trials.items():
         say(f"{name}: trial {number} of the search is that preset, trained the same way; retrained once, "
             f"as '{number} ({name})'")
     say(f"retraining in study '{companion.study_name}' for {plan.epochs} epochs: {queued} job(s) queued")
-    if workers != 0:
-        _run_on_ray(companion, storage, stored_definition(source), source, say, progress, workers=workers,
-                    threads=threads, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                    ray_address=ray_address, artifacts=artifacts, heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period)
+    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
+    if placement.workers != 0:
+        _run_on_ray(companion, storage, stored_definition(source), source, placement, say, progress,
+                    artifacts=artifacts, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     return retrain_results(companion)

@@ -113,8 +113,7 @@ class RetrainQueue(NamedTuple):
 
 
 def plan_retrain(
-    study_name: str,
-    storage_url: str | None,
+    source: optuna.Study,
     *,
     top: int,
     epochs: int,
@@ -124,7 +123,8 @@ def plan_retrain(
     train_subset: int | None = None,
     presets: tuple[str, ...] = (),
 ) -> RetrainQueue:
-    """Create or resume `NAME/retrain` and enqueue the jobs not done yet.
+    """Create or resume the companion `NAME/retrain` of the search `source` (in its storage) and
+    enqueue the jobs not done yet.
 
     `presets` (papers' models by name) are retrained beside the trials, at the study's input
     size and with its fixed training settings, so the retrained table measures the search
@@ -138,12 +138,10 @@ def plan_retrain(
     from optuna.trial import TrialState
 
     from hybridnas.objectives.study_definition import stored_definition
-    from hybridnas.storage import load_study, open_storage
 
-    source = load_study(study_name, storage_url, heartbeat_interval=None)
+    study_name, storage = source.study_name, source._storage
     if study_kind(source) == RETRAIN:
         raise UsageError(f"study {study_name!r} is {kind_in_words(source)}; retrain the search study itself")
-    storage = open_storage(storage_url, heartbeat_interval=None)
     try:
         companion: optuna.Study | None = optuna.load_study(study_name=companion_name(study_name), storage=storage)
     except KeyError:

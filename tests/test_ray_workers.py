@@ -13,7 +13,7 @@ import pytest
 from helpers import tiny_study_args
 
 from hybridnas.common import UsageError
-from hybridnas.workers.ray_workers import plan_workers
+from hybridnas.workers.placement import Placement
 
 
 @pytest.mark.parametrize(
@@ -31,22 +31,23 @@ from hybridnas.workers.ray_workers import plan_workers
 def test_default_workers_one_per_gpu_share_or_per_threads_cpus(
     resources: dict, kwargs: dict, count: int, options: dict, threads: int
 ) -> None:
-    plan = plan_workers(resources, **kwargs)
+    plan = Placement(**kwargs).plan(resources)
     assert (plan.count, plan.options, plan.threads) == (count, options, threads)
 
 
 def test_more_workers_than_fit_are_said_to_wait() -> None:
-    plan = plan_workers({"CPU": 4.0}, workers=6, threads=1)
+    plan = Placement(workers=6, threads=1).plan({"CPU": 4.0})
     assert plan.reason == "6 worker(s), as asked (1 CPU(s) each, 4 CPU(s) in the cluster, no GPU; 2 wait for room)"
     with pytest.raises(UsageError, match="gpus per worker must be positive"):
-        plan_workers({"GPU": 1.0}, gpus_per_worker=0)
+        Placement(gpus_per_worker=0).plan({"GPU": 1.0})
 
 
 PLACEMENT = """
 import collections, json, ray
-from hybridnas.workers.ray_workers import TrialWorker, plan_workers
+from hybridnas.workers.placement import Placement
+from hybridnas.workers.ray_workers import TrialWorker
 ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False)
-plan = plan_workers(ray.cluster_resources(), gpus_per_worker=0.5)
+plan = Placement(gpus_per_worker=0.5).plan(ray.cluster_resources())
 actors = [ray.remote(TrialWorker).options(**plan.options).remote(plan.threads) for _ in range(plan.count)]
 placed = ray.get([a.where.remote() for a in actors], timeout=120)
 print(json.dumps({"count": plan.count, "per_gpu": collections.Counter(g for p in placed for g in p["gpu_ids"])}))

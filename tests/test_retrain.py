@@ -180,7 +180,7 @@ def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybri
     source.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={
         "config": canonical_config(chae), ARCH_KEY: architecture_key(chae, {}), PRESET: "chae"}))
 
-    companion, _, queued, _ = plan_retrain("q", url, top=1, epochs=1, test=False, seeds=1)
+    companion, _, queued, _ = plan_retrain(source, top=1, epochs=1, test=False, seeds=1)
 
     (job,) = companion.get_trials()
     assert queued == 1 and job.user_attrs == {SOURCE_TRIAL: 0, SOURCE_PRESET: "chae", SEED: 0}
@@ -214,13 +214,16 @@ def test_a_preset_the_search_trained_the_same_way_is_retrained_once(hybridnas, t
             "config": canonical_config(chae), "training": training, ARCH_KEY: architecture_key(chae, training),
             PRESET: "chae"}))
 
-    companion, _, queued, as_trials = plan_retrain("same", url, top=1, epochs=1, test=False, seeds=2,
+    def searched(name: str) -> optuna.Study:
+        return optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
+
+    companion, _, queued, as_trials = plan_retrain(searched("same"), top=1, epochs=1, test=False, seeds=2,
                                                    presets=("chae", "samc"))
     assert as_trials == {"chae": 0} and queued == 4
     assert {(t.user_attrs.get(SOURCE_TRIAL), t.user_attrs.get(SOURCE_PRESET), t.user_attrs.get(PRESET))
             for t in companion.get_trials()} == {(0, "chae", None), (None, None, "samc")}
 
-    companion, _, queued, as_trials = plan_retrain("other-lr", url, top=1, epochs=1, test=False, seeds=1,
+    companion, _, queued, as_trials = plan_retrain(searched("other-lr"), top=1, epochs=1, test=False, seeds=1,
                                                    presets=("chae",))
     assert as_trials == {} and queued == 2
     assert {t.user_attrs.get(PRESET) for t in companion.get_trials()} == {None, "chae"}

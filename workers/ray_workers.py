@@ -1,10 +1,6 @@
 """Ray actors that each own a share of a node and run `run_worker` on it, and their supervisor.
 
-Each actor asks Ray for `gpus_per_worker` GPUs on a cluster that has GPUs (fractional values
-pack several workers on one GPU; Ray sets CUDA_VISIBLE_DEVICES but does not split its memory),
-or for `threads` CPUs on a CPU-only one; torch's CPU threads are limited to that share either
-way. Without `--workers` there is one worker per GPU of the cluster, or one per `threads` CPUs.
-
+How many actors and what each asks Ray for is the launch's `Placement` (placement.py).
 The launcher supervises its actors: one that dies (its process killed, its node lost) is
 recorded in the study with the reason, its RUNNING trials are failed and re-queued at once
 (Ray has told us the worker is gone; no need to wait for its heartbeat to go stale), and a
@@ -20,7 +16,6 @@ Whatever is still RUNNING after the grace period is killed and its trials marked
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import threading
@@ -42,7 +37,8 @@ from hybridnas.objectives.objective import INTERRUPTED
 from hybridnas.objectives.study import budget_reached, study_status
 from hybridnas.objectives.study_definition import StudyDefinition
 from hybridnas.objectives.trial_record import ARTIFACTS_ATTR, WORKERS_ATTR
-from hybridnas.storage import is_shared_location, mask_url, open_storage, resolve_url
+from hybridnas.storage import is_shared_location, mask_url, resolve_url
+from hybridnas.workers.placement import Placement, WorkerPlan
 from hybridnas.workers.worker import fail_and_retry, fail_running_trials, prepare_data, run_worker
 
 
@@ -73,50 +69,6 @@ class TrialWorker:
         self._stop.set()
 
 
-@dataclass(frozen=True)
-class WorkerPlan:
-    """How many workers a launch runs and what each asks Ray for."""
-
-    count: int
-    options: dict[str, float]
-    threads: int
-    reason: str
-
-
-def plan_workers(
-    resources: dict[str, float],
-    *,
-    workers: int | None = None,
-    threads: int | None = None,
-    gpus_per_worker: float = 1.0,
-    cpus_per_worker: int | None = None,
-) -> WorkerPlan:
-    """The workers for a cluster with these total `resources` (Ray's names: "CPU", "GPU").
-
-    With GPUs: each worker takes `gpus_per_worker` GPUs (0.5 packs two on one) and
-    `cpus_per_worker` CPUs (default 1); by default one worker per GPU share. CPU-only: each
-    takes `cpus_per_worker` or `threads` CPUs (default 1); by default one per that many CPUs.
-    torch uses `threads` CPU threads per worker (default: its CPU share).
-    """
-    if gpus_per_worker <= 0:
-        raise UsageError(f"gpus per worker must be positive, got {gpus_per_worker}")
-    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
-    if gpus > 0:
-        per_cpu = cpus_per_worker or 1
-        options = {"num_gpus": gpus_per_worker, "num_cpus": per_cpu}
-        fit = max(1, math.floor(gpus / gpus_per_worker + 1e-9))
-        share = f"{gpus_per_worker:g} GPU each, {gpus:g} GPU(s) in the cluster"
-    else:
-        per_cpu = cpus_per_worker or threads or 1
-        options = {"num_cpus": per_cpu}
-        fit = max(1, math.floor(cpus / per_cpu))
-        share = f"{per_cpu} CPU(s) each, {cpus:g} CPU(s) in the cluster, no GPU"
-    count = workers if workers is not None else fit
-    how = "as asked" if workers is not None else "one per share"
-    waiting = f"; {count - fit} wait for room" if count > fit else ""
-    return WorkerPlan(count, options, threads or per_cpu, f"{count} worker(s), {how} ({share}{waiting})")
-
-
 _AUTH_HINT = (
     "Ray clusters use token authentication: run every node and this launch with RAY_AUTH_MODE=token and the "
     "cluster's token (the head's ~/.ray/auth_token, or RAY_AUTH_TOKEN)"
@@ -124,7 +76,7 @@ _AUTH_HINT = (
 
 
 def start_ray(address: str | None, num_cpus: int | None = None) -> str:
-    """Connect to `address` / $RAY_ADDRESS, or start an embedded local Ray; says which.
+    """Connect to `address`, or start an embedded local Ray when it is None; says which.
 
     Without an address a new local Ray is always started (`address="local"`): a cluster that
     ran on this machine earlier and died leaves its address file behind, and a plain
@@ -132,7 +84,6 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> str:
     nice 15: they are the job, and at nice 15 any other busy process on the machine starves
     them until their actors miss Ray's registration timeout.
     """
-    address = address or os.environ.get("RAY_ADDRESS") or None
     common = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
     if not address:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, _system_config={"worker_niceness": 0},
@@ -151,41 +102,34 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> str:
 
 
 def launch_workers(
-    study_name: str,
+    study: optuna.Study,
     storage_url: str | None,
     definition: StudyDefinition,
+    placement: Placement,
     *,
-    workers: int | None = None,
-    threads: int | None = None,
-    gpus_per_worker: float = 1.0,
-    cpus_per_worker: int | None = None,
-    ray_address: str | None = None,
     worker_options: dict[str, Any] | None = None,
     on_poll: Callable[[], None] | None = None,
     say: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Run workers of a study on Ray until its budget is reached; their summaries.
+    """Run workers of `study` (a search, or a retrain's jobs) on Ray until it is done; their summaries.
 
     Without a cluster address the embedded local Ray is started here (and shut down after) and
     the dataset is decoded once into this machine's cache before the actors start, instead of
     by every actor at once (a bad data path fails here, in one line). `worker_options` go to
     every `run_worker` (artifacts, heartbeat interval, grace period). Ctrl-C: see run_ray_workers.
     """
-    local = not (ray_address or os.environ.get("RAY_ADDRESS"))
-    if local:
+    if placement.address is None:
         prepare_data(definition)
         raise_if_interrupted()
     ray_was_up = ray.is_initialized()
     try:
         if not ray_was_up:
-            asked = (workers or 0) * (cpus_per_worker or threads or 1)
-            say(start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, asked)))
+            say(start_ray(placement.address, num_cpus=placement.local_cpus()))
             raise_if_interrupted()
         _check_artifacts_reach_every_node((worker_options or {}).get("artifacts"))
-        plan = plan_workers(ray.cluster_resources(), workers=workers, threads=threads,
-                            gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
+        plan = placement.plan(ray.cluster_resources())
         say(f"running {plan.reason}")
-        return run_ray_workers(study_name, storage_url, plan, launch_id=uuid.uuid4().hex[:6],
+        return run_ray_workers(study, storage_url, plan, launch_id=uuid.uuid4().hex[:6],
                                worker_options=worker_options or {}, on_poll=on_poll, say=say)
     except ray.exceptions.RayTaskError as err:
         # A worker's own error (unreachable storage, a dataset it cannot read), without Ray's traceback.
@@ -230,16 +174,16 @@ class _Worker:
 class _Fleet:
     """The launch's actors: started, placed, finished or dead, and replaced when they die."""
 
-    def __init__(self, study_name: str, url: str, plan: WorkerPlan, launch_id: str, worker_options: dict[str, Any],
-                 say: Callable[[str], None]) -> None:
-        self.study_name = study_name
+    def __init__(self, study: optuna.Study, url: str, plan: WorkerPlan, launch_id: str,
+                 worker_options: dict[str, Any], say: Callable[[str], None]) -> None:
+        self.study = study
+        self.storage = study._storage
+        self.study_name = study.study_name
         self.url = url
         self.plan = plan
         self.launch_id = launch_id
         self.worker_options = worker_options
         self.say = say
-        self.storage = open_storage(url, heartbeat_interval=None)
-        self.study = optuna.load_study(study_name=study_name, storage=self.storage)
         self.actor_cls = ray.remote(TrialWorker)
         self.live: list[_Worker] = []
         self.started = 0
@@ -303,7 +247,7 @@ class _Fleet:
 
 
 def run_ray_workers(
-    study_name: str,
+    study: optuna.Study,
     storage_url: str | None,
     plan: WorkerPlan,
     *,
@@ -322,7 +266,7 @@ def run_ray_workers(
     Every `poll_s` seconds while the workers run it notes where they landed, asks whether the
     study is over and runs `on_poll` (progress output).
     """
-    fleet = _Fleet(study_name, absolute_storage_url(storage_url), plan, launch_id, worker_options, say)
+    fleet = _Fleet(study, absolute_storage_url(storage_url), plan, launch_id, worker_options, say)
     results: list[dict[str, Any]] = []
     try:
         # Inside the try: a Ctrl-C while actors start must not leave the ones already started.
@@ -344,7 +288,8 @@ def run_ray_workers(
         return results
     except KeyboardInterrupt:
         _stop_actors([w.actor for w in fleet.live], [w.run for w in fleet.live], grace_s)
-        fail_running_trials(fleet.storage, study_name, [f"{launch_id}-w{i}" for i in range(fleet.started)], INTERRUPTED)
+        fail_running_trials(fleet.storage, study.study_name, [f"{launch_id}-w{i}" for i in range(fleet.started)],
+                            INTERRUPTED)
         raise
     finally:
         for w in fleet.live:

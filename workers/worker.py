@@ -17,6 +17,7 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +29,11 @@ from optuna.trial import FrozenTrial, TrialState
 from hybridnas.objectives.objective import (
     INTERRUPTED, Objective, TrialFailed, TrialViews, WorkerContext, WorkerStopped,
 )
-from hybridnas.objectives.retrain import RetrainObjective, stored_plan
+from hybridnas.objectives.retrain import RetrainObjective, RetrainPlan, stored_plan
 from hybridnas.objectives.study import space_exhausted, timeout_left
 from hybridnas.objectives.study_definition import StudyDefinition, stored_definition
 from hybridnas.objectives.trial_record import ARTIFACTS_ATTR, FAIL_REASON, TrialRecord
-from hybridnas.storage import artifact_store, load_study, open_storage, stale_trial_retry
+from hybridnas.storage import artifact_store, load_study, stale_trial_retry
 from hybridnas.training.data import DataSplits, load_data, resolve_device
 from hybridnas.training.measure import device_name
 from hybridnas.workers.heartbeat import HEARTBEAT_INTERVAL_S, check_heartbeat
@@ -126,35 +127,20 @@ def run_worker(
     grace_period = check_heartbeat(heartbeat_interval, grace_period)
     torch_device = resolve_device(device)
     worker_id = worker_id or default_worker_id()
-    loaded = load_study(study_name, storage_url, heartbeat_interval=None)
-    plan = stored_plan(loaded)
-    storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                           max_retry=MAX_RETRY)
+    study = load_study(study_name, storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                       max_retry=MAX_RETRY)
+    storage = study._storage
+    job = open_job(study, storage_url, seed_offset if seed_offset is not None else seed_offset_for(worker_id), stop)
     summary: dict[str, Any] = {"worker": worker_id, "device": device_name(torch_device), "trials": {}}
-    store = artifact_store(storage_url, artifacts or loaded.user_attrs.get(ARTIFACTS_ATTR))
+    store = artifact_store(storage_url, artifacts or study.user_attrs.get(ARTIFACTS_ATTR))
     context = WorkerContext(str(torch_device), worker_id, summary["device"], store, stop)
-    if plan is None:
-        definition = stored_definition(loaded)
-        offset = seed_offset if seed_offset is not None else seed_offset_for(worker_id)
-        study = optuna.load_study(study_name=study_name, storage=storage, sampler=definition.make_sampler(offset),
-                                  pruner=definition.make_pruner())
-        budget = BudgetGate(study, definition.trials, definition.timeout, stop=stop)
-        gate: BudgetGate | JobGate = budget
-    else:
-        source = load_study(plan.source, storage_url, heartbeat_interval=None)
-        definition = stored_definition(source).model_copy(update={"train_subset": plan.train_subset})
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        gate = JobGate(study, stop=stop)
+    gate = job.gate
     stopped = gate.wait_for_room()
     if stopped is not None:
         return {**summary, "stopped": stopped}
 
-    data = worker_data(definition, str(torch_device), with_test=plan is not None and plan.test)
-    if plan is None:
-        objective: Objective | RetrainObjective = Objective(definition, data, context, admit=budget.admit,
-                                                            views=DASHBOARD_VIEWS)
-    else:
-        objective = RetrainObjective(plan, source, definition, data, context)
+    definition = job.definition
+    objective = job.objective(worker_data(definition, str(torch_device), with_test=job.with_test), context)
     ran: Counter[str] = Counter()
     failures_in_a_row = wasted_in_a_row = 0
 
@@ -182,6 +168,53 @@ def run_worker(
     if stop is not None and stop.is_set():
         stopped = INTERRUPTED
     return {**summary, "trials": dict(ran), "stopped": stopped}
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """A search's trials, sampled by the study's own sampler and pruner, up to its budget."""
+
+    study: optuna.Study
+    definition: StudyDefinition
+    gate: BudgetGate
+    with_test: bool = False
+
+    def objective(self, data: DataSplits, context: WorkerContext) -> Objective:
+        return Objective(self.definition, data, context, admit=self.gate.admit, views=DASHBOARD_VIEWS)
+
+
+@dataclass(frozen=True)
+class RetrainJobs:
+    """A retrain's queued jobs (a source trial or a preset, and a seed), until none is left."""
+
+    study: optuna.Study
+    definition: StudyDefinition
+    gate: JobGate
+    plan: RetrainPlan
+    source: optuna.Study
+
+    @property
+    def with_test(self) -> bool:
+        return self.plan.test
+
+    def objective(self, data: DataSplits, context: WorkerContext) -> RetrainObjective:
+        return RetrainObjective(self.plan, self.source, self.definition, data, context)
+
+
+def open_job(study: optuna.Study, storage_url: str | None, seed_offset: int,
+             stop: threading.Event | None = None) -> SearchJob | RetrainJobs:
+    """What a worker of `study` runs: a search (the study's sampler seeded with this worker's
+    `seed_offset`, its pruner, its budget) or the jobs of a retrain companion (the search it
+    retrains read from the same storage)."""
+    plan = stored_plan(study)
+    if plan is None:
+        definition = stored_definition(study)
+        study.sampler = definition.make_sampler(seed_offset)
+        study.pruner = definition.make_pruner()
+        return SearchJob(study, definition, BudgetGate(study, definition.trials, definition.timeout, stop=stop))
+    source = load_study(plan.source, storage_url, heartbeat_interval=None)
+    definition = stored_definition(source).model_copy(update={"train_subset": plan.train_subset})
+    return RetrainJobs(study, definition, JobGate(study, stop=stop), plan, source)
 
 
 class _Gate:
