@@ -42,9 +42,9 @@ from hybridnas import search
 from hybridnas.models import ArchConfig, build
 from hybridnas.models.profile import profile
 from hybridnas.objectives import objective as objective_module
-from hybridnas.objectives.local_search import LocalSearchSampler
+from hybridnas.objectives.samplers.local_search import LocalSearchSampler
 from hybridnas.objectives.objective import Objective, TrialFailed, WorkerContext
-from hybridnas.objectives.trial_record import TrialRecord
+from hybridnas.objectives.study.records import TrialRecord
 from hybridnas.search_space import load_space, sample_configs
 from hybridnas.storage import open_storage
 from hybridnas.training.data import DataSplits

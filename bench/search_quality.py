@@ -77,10 +77,10 @@ from harness import CIFAR, RESULTS, require_archive
 from hybridnas.models.canonical import architecture_key, canonical_config
 from hybridnas.models.config import ArchConfig, parse_config
 from hybridnas.models.profile import profile
-from hybridnas.objectives.dedup import declare, reuse_or_train
-from hybridnas.objectives.study import space_exhausted
-from hybridnas.objectives.study_definition import StudyDefinition, validate_definition
-from hybridnas.objectives.trial_record import ARCH_KEY, TrialRecord
+from hybridnas.objectives.study.dedup import declare, reuse_or_train
+from hybridnas.objectives.study.service import space_exhausted
+from hybridnas.objectives.study.definition import StudyDefinition, validate_definition
+from hybridnas.objectives.study.records import ARCH_KEY, TrialRecord
 from hybridnas.search_space import SearchSpace
 from hybridnas.training.data import DataSplits
 from hybridnas.training.loop import EpochReport, train_model

@@ -30,7 +30,7 @@ import optuna
 
 import search_quality
 
-from hybridnas.objectives import local_search
+from hybridnas.objectives.samplers import local_search
 
 SHARE_ALL = sys.maxsize
 RANDOM_EDIT = None

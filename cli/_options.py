@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 import typer
 from pydantic import BaseModel
 
-from hybridnas.objectives.study_definition import STUDY_NAME_MAX, check_study_name
+from hybridnas.objectives.study.definition import STUDY_NAME_MAX, check_study_name
 
 StorageOpt = Annotated[
     Optional[str],

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from hybridnas.objectives.trial_record import TrialRecord
+from hybridnas.objectives.study.records import TrialRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -84,7 +84,7 @@ class LaunchProgress:
             self.live.update(self._panel(trials), refresh=True)
 
     def _panel(self, trials: list[FrozenTrial]) -> Group:
-        from hybridnas.objectives.study import study_status
+        from hybridnas.objectives.study.service import study_status
 
         status = study_status(self.study)
         running = {TrialRecord(t).worker: t for t in trials if t.state.name == "RUNNING"}

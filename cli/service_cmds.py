@@ -106,7 +106,7 @@ def _watch(study: optuna.Study, interval: float) -> dict[str, Any]:
     """Refresh a progress bar until the budget is reached or Ctrl-C; returns the last status."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hybridnas.objectives.study import budget_reached
+    from hybridnas.objectives.study.service import budget_reached
 
     status = _status(study)
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

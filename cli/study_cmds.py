@@ -1,6 +1,6 @@
 """`hybridnas launch`, `worker` and `export`: define and run a search, then take its result out.
 
-Each command parses its flags, calls the study service (`hybridnas.objectives.study`) or the
+Each command parses its flags, calls the study service (`hybridnas.objectives.study.service`) or the
 workers, and prints. `launch`'s study flags are derived from `StudyDefinition`'s fields.
 """
 
@@ -33,8 +33,8 @@ from hybridnas.cli._options import (
     with_parameters,
 )
 from hybridnas.cli._progress import LaunchProgress
-from hybridnas.objectives.study_definition import DEFINITION_FLAGS, MAX_IMAGES, TRAINING_FLAGS, StudyDefinition
-from hybridnas.objectives.trial_record import TrialRecord
+from hybridnas.objectives.study.definition import DEFINITION_FLAGS, MAX_IMAGES, TRAINING_FLAGS, StudyDefinition
+from hybridnas.objectives.study.records import TrialRecord
 from hybridnas.training.settings import MAX_EPOCHS, TrainSettings
 from hybridnas.workers.placement import PLACEMENT_FIELDS
 
@@ -87,7 +87,7 @@ def _print_export(trial: FrozenTrial, out: Path) -> None:
 
 def _given_fields(config: Optional[Path], options: dict[str, Any]) -> dict[str, Any]:
     """The study YAML (if any) overridden by the flags that were given."""
-    from hybridnas.objectives.study_definition import absolutize_paths, read_definition_file
+    from hybridnas.objectives.study.definition import absolutize_paths, read_definition_file
 
     data = read_definition_file(config) if config is not None else {}
     flags = {k: v for k, v in options.items() if k in DEFINITION_FLAGS and v is not None}

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybridnas.common import ctrl_c_as_request
-from hybridnas.objectives.study_definition import StudyDefinition, check_study_name
-from hybridnas.objectives.trial_record import ARTIFACTS_ATTR
+from hybridnas.objectives.study.definition import StudyDefinition, check_study_name
+from hybridnas.objectives.study.records import ARTIFACTS_ATTR
 from hybridnas.workers.placement import Placement
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def launch(
     the lines the CLI prints; `progress`, given the study, makes what runs every few seconds while
     the workers run. Ctrl-C stops the workers, fails their running trials as "interrupted" and
     then raises KeyboardInterrupt; launching again resumes."""
-    from hybridnas.objectives.study import create_or_resume, enqueue_presets
+    from hybridnas.objectives.study.service import create_or_resume, enqueue_presets
     from hybridnas.storage import mask_url, resolve_url
     from hybridnas.training.datasets import check_dataset
     from hybridnas.workers.heartbeat import check_heartbeat
@@ -138,7 +138,7 @@ def load(study: str, storage: str | None = None) -> optuna.Study:
 
 def status(study: optuna.Study) -> dict[str, Any]:
     """Counts, budget used, best result, throughput, ETA and workers (what `hybridnas status --json` prints)."""
-    from hybridnas.objectives.study import study_status
+    from hybridnas.objectives.study.service import study_status
 
     return study_status(study)
 
@@ -155,14 +155,14 @@ def select(
 ) -> FrozenTrial:
     """Exactly one of: trial `number`; the best COMPLETE trial; the most accurate Pareto-front
     trial; `best` and `pareto` within the size limits (what `hybridnas export` picks)."""
-    from hybridnas.objectives.results import select_trial
+    from hybridnas.objectives.study.results import select_trial
 
     return select_trial(study, number=number, best=best, pareto=pareto, max_params=max_params, max_macs=max_macs)
 
 
 def export(study: optuna.Study, path: str | Path, trial: FrozenTrial | None = None) -> Path:
     """Write a trial's config with its training settings (default: `best_trial`), as `export` does."""
-    from hybridnas.objectives.results import export_trial
+    from hybridnas.objectives.study.results import export_trial
 
     export_trial(study, trial or best_trial(study), path)
     return Path(path)
@@ -197,7 +197,7 @@ def retrain(
     names papers' models to retrain beside them under the same budget (their rows have `preset`
     and `trial` None). `progress` is made from the companion study. Ctrl-C: as in `launch`."""
     from hybridnas.objectives.retrain import plan_retrain, retrain_results
-    from hybridnas.objectives.study_definition import stored_definition
+    from hybridnas.objectives.study.definition import stored_definition
     from hybridnas.workers.heartbeat import check_heartbeat
 
     check_heartbeat(heartbeat_interval, grace_period)

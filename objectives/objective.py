@@ -1,7 +1,7 @@
 """The define-by-run objective a worker runs for every trial.
 
 A trial samples an architecture (and, if the space searches them, training settings) from
-the study's space, declares what it will train (see `hybridnas.objectives.dedup`), records
+the study's space, declares what it will train (see `hybridnas.objectives.study.dedup`), records
 it (the canonical config as a user attr and as a YAML artifact, parameters, MACs), checks the
 study's constraints, describes a feasible one for optuna-dashboard (a note with its summary
 and per-stage table, its diagram as an SVG artifact), and trains it with `train_model` on the
@@ -47,9 +47,9 @@ from hybridnas.common import ConfigError, first_line
 from hybridnas.models.canonical import architecture_key, canonical_config
 from hybridnas.models.config import ArchConfig
 from hybridnas.models.profile import ModelProfile, profile
-from hybridnas.objectives.dedup import Stopped, declare, reuse_or_train
-from hybridnas.objectives.study_definition import StudyDefinition
-from hybridnas.objectives.trial_record import (
+from hybridnas.objectives.study.dedup import Stopped, declare, reuse_or_train
+from hybridnas.objectives.study.definition import StudyDefinition
+from hybridnas.objectives.study.records import (
     CONFIG, CONSTRAINT_VIOLATION, DEVICE, EPOCHS_RUN, FAIL_REASON, IMAGES_PER_S, MACS, PARAMS, PEAK_MEMORY_BYTES,
     PRECISION, SECONDS_PER_EPOCH, TRAINING, VAL_TOP1_PER_EPOCH, WALL_SECONDS, WORKER,
 )

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hybridnas.common import UsageError, validate_model
 from hybridnas.models.presets import PRESETS
-from hybridnas.objectives.study_definition import StudyDefinition, kind_in_words, study_kind
-from hybridnas.objectives.trial_record import (
+from hybridnas.objectives.study.definition import StudyDefinition, kind_in_words, study_kind
+from hybridnas.objectives.study.records import (
     DEVICE, EPOCHS_RUN, KIND_ATTR, LATENCY_MS_BATCH1, LATENCY_MS_BATCH256, MACS, PARAMS, PRECISION, PRESET, RETRAIN,
     RETRAIN_ATTR, SEED, SOURCE_PRESET, SOURCE_TRIAL, TEST_IMAGES, TEST_TOP1, TRAIN_SECONDS, TrialRecord,
 )
@@ -83,7 +83,7 @@ def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[
     from optuna.trial import TrialState
 
     from hybridnas.models.canonical import architecture_key
-    from hybridnas.objectives.results import trial_config
+    from hybridnas.objectives.study.results import trial_config
 
     multi = len(study.directions) > 1
     if pareto != multi:
@@ -137,7 +137,7 @@ def plan_retrain(
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
 
-    from hybridnas.objectives.study_definition import stored_definition
+    from hybridnas.objectives.study.definition import stored_definition
 
     study_name, storage = source.study_name, source._storage
     if study_kind(source) == RETRAIN:
@@ -207,7 +207,7 @@ def _is_that_preset(trial: FrozenTrial, name: str, cfg: ArchConfig, definition: 
     the preset's own job: the same model with the same effective training settings. Its row then
     stands for the preset (`0 (chae)`), and the preset is not retrained a second time."""
     from hybridnas.models.canonical import architecture_key
-    from hybridnas.objectives.results import trial_config, trial_training
+    from hybridnas.objectives.study.results import trial_config, trial_training
 
     if TrialRecord(trial).preset != name:
         return False
@@ -340,7 +340,7 @@ class RetrainObjective:
         """The job's architecture and training settings: a search trial's own, or a paper preset
         at the data's input size with the study's fixed settings."""
         from hybridnas.models.presets import preset
-        from hybridnas.objectives.results import trial_config, trial_training
+        from hybridnas.objectives.study.results import trial_config, trial_training
 
         if PRESET in attrs:
             cfg = preset(attrs[PRESET], num_classes=self.data.num_classes, image_size=self.data.image_size)

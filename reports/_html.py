@@ -27,10 +27,10 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives.results import trial_training
+from hybridnas.objectives.study.results import trial_training
 from hybridnas.objectives.retrain import companion_name
-from hybridnas.objectives.study import study_status
-from hybridnas.objectives.trial_record import DEFINITION_ATTR, TrialRecord
+from hybridnas.objectives.study.service import study_status
+from hybridnas.objectives.study.records import DEFINITION_ATTR, TrialRecord
 from hybridnas.reports._architecture import architecture_summary, architecture_svg
 from hybridnas.reports._report_charts import (history_chart, importance_chart, intermediate_chart, size_scatter)
 from hybridnas.reports._report_importance import OTHER, grouped_importances, param_importances

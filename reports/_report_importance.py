@@ -38,7 +38,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import ConfigError
-from hybridnas.objectives.trial_record import DEFINITION_ATTR
+from hybridnas.objectives.study.records import DEFINITION_ATTR
 from hybridnas.search_space import space_from_document
 from hybridnas.search_space.grammar import is_choice, is_distribution, options
 

@@ -20,9 +20,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import ConfigError
 from hybridnas.models.config import ArchConfig
-from hybridnas.objectives.results import trial_config
+from hybridnas.objectives.study.results import trial_config
 from hybridnas.objectives.retrain import companion_name, retrain_results
-from hybridnas.objectives.trial_record import WORKERS_ATTR, TrialRecord
+from hybridnas.objectives.study.records import WORKERS_ATTR, TrialRecord
 
 LEADERBOARD_SIZE = 20
 

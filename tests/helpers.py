@@ -58,7 +58,7 @@ def check_finished_study(url: str, study_name: str, trials: int) -> list:
     from optuna.artifacts import get_all_artifact_meta
     from optuna.trial import TrialState
 
-    from hybridnas.objectives.trial_record import TrialRecord
+    from hybridnas.objectives.study.records import TrialRecord
     from hybridnas.storage import open_storage
 
     storage = open_storage(url, heartbeat_interval=None)

@@ -181,7 +181,7 @@ def test_a_launch_keeps_every_trials_files_in_s3(bucket: str, tmp_path: Path) ->
     from helpers import tiny_study_args
     from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-    from hybridnas.objectives.trial_record import ARTIFACTS_ATTR
+    from hybridnas.objectives.study.records import ARTIFACTS_ATTR
 
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     launch = subprocess.run(

@@ -14,7 +14,7 @@ from helpers import CIFAR, SMALL_SPACE, TEST_WORKER
 from optuna.trial import TrialState
 
 from hybridnas.objectives import objective as objective_mod
-from hybridnas.objectives.trial_record import ARCH_KEY, DUPLICATE_OF, TrialRecord
+from hybridnas.objectives.study.records import ARCH_KEY, DUPLICATE_OF, TrialRecord
 from hybridnas.storage import open_storage
 
 SMALL_ARGS = ["--dataset", CIFAR, "--train-subset", "256", "--val-subset", "128", "--epochs", "2",

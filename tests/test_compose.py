@@ -24,7 +24,7 @@ import yaml
 from helpers import CIFAR, TINY_SPACE
 
 from hybridnas.cli.main import app
-from hybridnas.objectives.trial_record import TrialRecord
+from hybridnas.objectives.study.records import TrialRecord
 from hybridnas.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]

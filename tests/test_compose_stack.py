@@ -34,7 +34,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from ray_nodes import free_port
 
-from hybridnas.objectives.trial_record import WORKERS_ATTR, TrialRecord
+from hybridnas.objectives.study.records import WORKERS_ATTR, TrialRecord
 from hybridnas.storage import StorageError, open_storage, retried_from
 
 pytestmark = pytest.mark.compose

@@ -22,7 +22,7 @@ import yaml
 from helpers import TINY_CONFIG, TINY_SPACE
 from PIL import Image
 
-from hybridnas.objectives.study_definition import StudyDefinition
+from hybridnas.objectives.study.definition import StudyDefinition
 from hybridnas.training.outputs import default_run_dir
 
 Run = Callable[..., tuple[int, str]]

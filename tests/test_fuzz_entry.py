@@ -281,7 +281,7 @@ def _build_template(path: Path) -> None:
     from hybridnas.cli.main import main
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.config import parse_config
-    from hybridnas.objectives.trial_record import ARCH_KEY
+    from hybridnas.objectives.study.records import ARCH_KEY
 
     url = f"sqlite:///{path}"
     try:

@@ -12,9 +12,9 @@ import pytest
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives.local_search import LocalSearchSampler
-from hybridnas.objectives.study_definition import StudyDefinition
-from hybridnas.objectives.trial_record import LOCAL_SEARCH_ATTR
+from hybridnas.objectives.samplers.local_search import LocalSearchSampler
+from hybridnas.objectives.study.definition import StudyDefinition
+from hybridnas.objectives.study.records import LOCAL_SEARCH_ATTR
 
 OPS = ["none", "skip", "conv1x1", "conv3x3"]
 

@@ -17,7 +17,7 @@ from hybridnas import search
 from hybridnas.cli._console import make_console
 from hybridnas.cli._progress import trial_line
 from hybridnas.common import UsageError
-from hybridnas.objectives.study_definition import STUDY_NAME_MAX
+from hybridnas.objectives.study.definition import STUDY_NAME_MAX
 
 BAD_NAMES = ["", "   ", "a\nb", "tab\there", "nul\x00", "bell\x07", "x" * (STUDY_NAME_MAX + 1)]
 # Names that are rich markup, or look like it: each must come back verbatim.

@@ -22,9 +22,9 @@ from optuna.trial import FrozenTrial, TrialState
 from hybridnas.cli.main import main
 from hybridnas.models import build
 from hybridnas.models.presets import preset
-from hybridnas.objectives.results import trial_config
+from hybridnas.objectives.study.results import trial_config
 from hybridnas.objectives.retrain import companion_name, retrain_results
-from hybridnas.objectives.study import study_status
+from hybridnas.objectives.study.service import study_status
 from hybridnas.reports import report_figures
 from hybridnas.reports._architecture import architecture_summary
 from hybridnas.storage import open_storage

@@ -15,9 +15,9 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from hybridnas.models import build
-from hybridnas.objectives.results import trial_config
+from hybridnas.objectives.study.results import trial_config
 from hybridnas.objectives.retrain import companion_name
-from hybridnas.objectives.trial_record import SEED, SOURCE_TRIAL
+from hybridnas.objectives.study.records import SEED, SOURCE_TRIAL
 from hybridnas.storage import artifact_store, open_storage
 
 TEST_IMAGES = 200
@@ -143,7 +143,7 @@ def test_top_k_takes_one_trial_per_architecture_whatever_its_training_settings()
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.presets import preset
     from hybridnas.objectives.retrain import pick_trials
-    from hybridnas.objectives.trial_record import ARCH_KEY
+    from hybridnas.objectives.study.records import ARCH_KEY
 
     study = optuna.create_study(direction="maximize")
     models = {name: preset(name, num_classes=10, image_size=32) for name in ("chae", "samc", "group18")}
@@ -170,7 +170,7 @@ def test_a_trial_the_search_queued_as_a_preset_is_retrained_under_its_name(hybri
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.presets import preset
     from hybridnas.objectives.retrain import plan_retrain, retrain_results
-    from hybridnas.objectives.trial_record import ARCH_KEY, PRESET, SOURCE_PRESET
+    from hybridnas.objectives.study.records import ARCH_KEY, PRESET, SOURCE_PRESET
 
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     code, out = hybridnas("launch", "--study", "q", "--storage", url, *tiny_study_args(2), "--workers", "0")
@@ -201,7 +201,7 @@ def test_a_preset_the_search_trained_the_same_way_is_retrained_once(hybridnas, t
     from hybridnas.models.canonical import architecture_key, canonical_config
     from hybridnas.models.presets import preset
     from hybridnas.objectives.retrain import plan_retrain
-    from hybridnas.objectives.trial_record import ARCH_KEY, PRESET, SOURCE_PRESET
+    from hybridnas.objectives.study.records import ARCH_KEY, PRESET, SOURCE_PRESET
 
     chae = preset("chae", num_classes=10, image_size=32)
     url = f"sqlite:///{tmp_path / 'nas.db'}"

@@ -15,9 +15,9 @@ sys.path.insert(0, str(REPO / "bench"))
 import search_quality  # noqa: E402
 import tune_local_search  # noqa: E402
 
-from hybridnas.objectives import local_search  # noqa: E402
-from hybridnas.objectives.local_search import LocalSearchSampler  # noqa: E402
-from hybridnas.objectives.trial_record import ARCH_KEY, DUPLICATE_OF, TrialRecord  # noqa: E402
+from hybridnas.objectives.samplers import local_search  # noqa: E402
+from hybridnas.objectives.samplers.local_search import LocalSearchSampler  # noqa: E402
+from hybridnas.objectives.study.records import ARCH_KEY, DUPLICATE_OF, TrialRecord  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", [2, 3])

@@ -195,8 +195,8 @@ def test_a_range_knob_refuses_a_choice_and_a_choice_knob_a_range() -> None:
 def test_a_study_stored_with_the_old_spelling_resumes_and_samples_the_same_distributions(
     hybridnas, tmp_path: Path
 ) -> None:
-    from hybridnas.objectives.study_definition import validate_definition
-    from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, SEARCH
+    from hybridnas.objectives.study.definition import validate_definition
+    from hybridnas.objectives.study.records import DEFINITION_ATTR, KIND_ATTR, SEARCH
 
     new_file, old_file = tmp_path / "new.yaml", tmp_path / "old.yaml"
     new_file.write_text(NEW_SPACE)

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.cli.main import main
-from hybridnas.objectives.study import study_status
+from hybridnas.objectives.study.service import study_status
 from hybridnas.storage import open_storage
 
 T0 = datetime(2026, 1, 1)

@@ -16,8 +16,8 @@ from helpers import TINY_CONFIG, tiny_study_args
 from optuna.distributions import FloatDistribution
 
 from hybridnas.objectives.retrain import companion_name
-from hybridnas.objectives.study_definition import study_kind
-from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, RETRAIN, RETRAIN_ATTR, SEARCH
+from hybridnas.objectives.study.definition import study_kind
+from hybridnas.objectives.study.records import DEFINITION_ATTR, KIND_ATTR, RETRAIN, RETRAIN_ATTR, SEARCH
 from hybridnas.storage import open_storage
 
 

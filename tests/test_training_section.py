@@ -110,8 +110,8 @@ def test_a_setting_cannot_be_both_fixed_and_searched(hybridnas, tmp_path: Path, 
     ],
 )
 def test_a_queued_preset_trains_with_the_study_settings_that_the_space_holds(fixed, expected) -> None:
-    from hybridnas.objectives.study import enqueue_presets
-    from hybridnas.objectives.study_definition import validate_definition
+    from hybridnas.objectives.study.service import enqueue_presets
+    from hybridnas.objectives.study.definition import validate_definition
 
     definition = validate_definition({"dataset": CIFAR, "space": "demo", "training": fixed})
     study = optuna.create_study()

@@ -8,8 +8,8 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives import trial_record
-from hybridnas.objectives.trial_record import TrialRecord
+from hybridnas.objectives.study import records
+from hybridnas.objectives.study.records import TrialRecord
 
 # Studies written by every hybridnas version must open: these strings never change.
 STORED = {
@@ -36,7 +36,7 @@ def _trial(state: TrialState, number: int = 0, **attrs: Any) -> FrozenTrial:
 
 
 def test_every_stored_key_keeps_its_string() -> None:
-    assert {name: getattr(trial_record, name) for name in STORED} == STORED
+    assert {name: getattr(records, name) for name in STORED} == STORED
 
 
 @pytest.mark.parametrize("state", list(TrialState))

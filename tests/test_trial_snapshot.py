@@ -12,9 +12,9 @@ from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives.local_search import LocalSearchSampler
-from hybridnas.objectives.study_definition import StudyDefinition
-from hybridnas.objectives.trial_snapshot import TrialSnapshotSampler
+from hybridnas.objectives.samplers.local_search import LocalSearchSampler
+from hybridnas.objectives.study.definition import StudyDefinition
+from hybridnas.objectives.samplers.trial_snapshot import TrialSnapshotSampler
 from hybridnas.storage import open_storage
 
 KINDS = ["conv", "mbconv", "attention"]

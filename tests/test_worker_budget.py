@@ -5,8 +5,8 @@ from datetime import datetime, timedelta
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from hybridnas.objectives.study_definition import StudyDefinition
-from hybridnas.objectives.study import timeout_left
+from hybridnas.objectives.study.definition import StudyDefinition
+from hybridnas.objectives.study.service import timeout_left
 
 
 def _study_started(seconds_ago: float) -> optuna.Study:

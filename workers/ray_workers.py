@@ -34,9 +34,9 @@ from sqlalchemy.engine import make_url
 
 from hybridnas.common import CHECK_EVERY_S, HybridNASError, UsageError, first_line, raise_if_interrupted
 from hybridnas.objectives.objective import INTERRUPTED
-from hybridnas.objectives.study import budget_reached, study_status
-from hybridnas.objectives.study_definition import StudyDefinition
-from hybridnas.objectives.trial_record import ARTIFACTS_ATTR, WORKERS_ATTR
+from hybridnas.objectives.study.service import budget_reached, study_status
+from hybridnas.objectives.study.definition import StudyDefinition
+from hybridnas.objectives.study.records import ARTIFACTS_ATTR, WORKERS_ATTR
 from hybridnas.storage import is_shared_location, mask_url, resolve_url
 from hybridnas.workers.placement import Placement, WorkerPlan
 from hybridnas.workers.worker import fail_and_retry, fail_running_trials, prepare_data, run_worker

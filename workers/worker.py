@@ -30,9 +30,9 @@ from hybridnas.objectives.objective import (
     INTERRUPTED, Objective, TrialFailed, TrialViews, WorkerContext, WorkerStopped,
 )
 from hybridnas.objectives.retrain import RetrainObjective, RetrainPlan, stored_plan
-from hybridnas.objectives.study import space_exhausted, timeout_left
-from hybridnas.objectives.study_definition import StudyDefinition, stored_definition
-from hybridnas.objectives.trial_record import ARTIFACTS_ATTR, FAIL_REASON, TrialRecord
+from hybridnas.objectives.study.service import space_exhausted, timeout_left
+from hybridnas.objectives.study.definition import StudyDefinition, stored_definition
+from hybridnas.objectives.study.records import ARTIFACTS_ATTR, FAIL_REASON, TrialRecord
 from hybridnas.storage import artifact_store, load_study, stale_trial_retry
 from hybridnas.training.data import DataSplits, load_data, resolve_device
 from hybridnas.training.measure import device_name

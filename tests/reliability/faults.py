@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import StorageError
-from hybridnas.objectives.trial_record import TrialRecord
+from hybridnas.objectives.study.records import TrialRecord
 from hybridnas.storage import open_storage, retried_from
 
 HYBRIDNAS = Path(sys.executable).with_name("hybridnas")

@@ -15,7 +15,7 @@ from helpers import json_in, tiny_study_args
 from optuna.trial import TrialState
 from ray_nodes import RayCluster, children
 
-from hybridnas.objectives.trial_record import WORKERS_ATTR
+from hybridnas.objectives.study.records import WORKERS_ATTR
 from hybridnas.storage import retried_from
 
 TRIALS = 8

@@ -190,7 +190,7 @@ class TrialRecord:
         return self.trained
 
     def owns(self, key: str) -> bool:
-        """It holds `key` for dedup (see objectives.dedup): it declared the key and trains or
+        """It holds `key` for dedup (see objectives.study.dedup): it declared the key and trains or
         trained it as its own, so a later trial of that key waits for it and takes its result."""
         return (self.arch_key == key and self.trial.state.name in _OWNING_STATES
                 and not self.is_duplicate and not self.is_infeasible)

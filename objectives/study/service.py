@@ -11,14 +11,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hybridnas.common import ConfigError, UsageError
-from hybridnas.objectives.study_definition import (
+from hybridnas.objectives.study.definition import (
     StudyDefinition,
     kind_in_words,
     stored_definition,
     study_kind,
     validate_definition,
 )
-from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, PRESET, SEARCH, WORKERS_ATTR, TrialRecord
+from hybridnas.objectives.study.records import DEFINITION_ATTR, KIND_ATTR, PRESET, SEARCH, WORKERS_ATTR, TrialRecord
 
 if TYPE_CHECKING:
     import optuna

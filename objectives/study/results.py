@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.common import ConfigError, UsageError
 from hybridnas.models.config import ArchConfig, parse_config
-from hybridnas.objectives.trial_record import TrialRecord
+from hybridnas.objectives.study.records import TrialRecord
 from hybridnas.training.documents import export_document, write_document
 
 

@@ -26,8 +26,8 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives.study_view import StudyView
-from hybridnas.objectives.trial_record import LOCAL_SEARCH_ATTR, TrialRecord
+from hybridnas.objectives.samplers.study_view import StudyView
+from hybridnas.objectives.study.records import LOCAL_SEARCH_ATTR, TrialRecord
 
 # An int parameter with at most this many values is discrete, like a categorical one; a wider one
 # is left to the wrapped sampler, like a float.
@@ -126,7 +126,7 @@ class LocalSearchSampler(BaseSampler):
 
         Other workers' running moves are left out too, so TPE's constant liar does not steer away
         from them; the trials table still keeps two workers from training one config
-        (objectives/dedup.py)."""
+        (objectives/study/dedup.py)."""
         if trial.number < self._n_shared_trials or trial._trial_id in self._moves:
             return study
         return StudyView(study, hide=_is_move)  # type: ignore[return-value]

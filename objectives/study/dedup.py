@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from optuna.trial import TrialState
 
-from hybridnas.objectives.trial_record import ARCH_KEY, DUPLICATE_OF, TrialRecord
+from hybridnas.objectives.study.records import ARCH_KEY, DUPLICATE_OF, TrialRecord
 
 if TYPE_CHECKING:
     import optuna

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hybridnas.common import ConfigError, UsageError, read_document_file, validate_model
-from hybridnas.objectives.trial_record import DEFINITION_ATTR, KIND_ATTR, RETRAIN, RETRAIN_ATTR, SEARCH
+from hybridnas.objectives.study.records import DEFINITION_ATTR, KIND_ATTR, RETRAIN, RETRAIN_ATTR, SEARCH
 from hybridnas.training.datasets import spec_problem
 from hybridnas.training.settings import MAX_EPOCHS, MAX_SEED, SEARCHABLE_FIELDS, TrainSettings, parse_settings
 
@@ -186,8 +186,8 @@ class StudyDefinition(BaseModel):
         # (`LocalSearchSampler`): on NAS-Bench-201 that finds better cells than TPE alone by 100
         # evaluations, where TPE's settings could not.
         # Both read the study's trials once per trial (`TrialSnapshotSampler`), not once per parameter.
-        from hybridnas.objectives.local_search import LocalSearchSampler
-        from hybridnas.objectives.trial_snapshot import TrialSnapshotSampler
+        from hybridnas.objectives.samplers.local_search import LocalSearchSampler
+        from hybridnas.objectives.samplers.trial_snapshot import TrialSnapshotSampler
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)

@@ -26,7 +26,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from hybridnas.objectives.study_view import StudyView
+from hybridnas.objectives.samplers.study_view import StudyView
 
 
 class TrialSnapshotSampler(BaseSampler):
