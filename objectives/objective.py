@@ -8,15 +8,17 @@ and per-stage table, its diagram as an SVG artifact), and trains it with `train_
 worker's device, reporting validation top-1 after every epoch so the pruner can stop it early.
 How a trial ends:
 
-* COMPLETE -- trained for all epochs; the value is the last epoch's val top-1 (plus params
-  or MACs for the multi-objective studies).
+* COMPLETE -- trained for all epochs; the value is the last epoch's val top-1 (plus params,
+  MACs or batch-1 latency for the multi-objective studies).
 * PRUNED -- the pruner stopped it after some epoch.
-* PRUNED, infeasible -- it breaks max_params / max_macs, so it is never trained: the reason
+* PRUNED, infeasible -- it breaks max_params / max_macs / max_latency_ms, so it is never
+  trained (latency is measured on the worker's device before training, only where the study
+  has a latency objective or limit, and only for samples within the size limits): the reason
   is in `constraint_violation`, and `Trial.set_constraint` values let Optuna 5's TPE and
   NSGA-II steer away from the region (TPE ranks such trials below every feasible one) and
   `study.best_trial(s)` skip it. PRUNED rather than FAIL: samplers ignore FAIL trials, so they
   would keep proposing the region. It does not use up the budget; profiling it costs
-  milliseconds (no weights are allocated).
+  milliseconds (no weights are allocated), timing it a few forward passes.
 * COMPLETE or PRUNED, duplicate -- an earlier trial trains or trained the same architecture
   with the same settings: `duplicate_of` names it and this trial reports its result (so the
   sampler sees the point with its true value) without training. It does not use up the budget.
@@ -48,14 +50,15 @@ from hybridnas.models.canonical import architecture_key, canonical_config
 from hybridnas.models.config import ArchConfig
 from hybridnas.models.profile import ModelProfile, profile
 from hybridnas.objectives.study.dedup import Stopped, declare, reuse_or_train
-from hybridnas.objectives.study.definition import StudyDefinition
+from hybridnas.objectives.study.definition import LIMITS, StudyDefinition
 from hybridnas.objectives.study.records import (
-    CONFIG, CONSTRAINT_VIOLATION, DEVICE, EPOCHS_RUN, FAIL_REASON, IMAGES_PER_S, MACS, PARAMS, PEAK_MEMORY_BYTES,
-    PRECISION, SECONDS_PER_EPOCH, TRAINING, VAL_TOP1_PER_EPOCH, WALL_SECONDS, WORKER,
+    CONFIG, CONSTRAINT_VIOLATION, DEVICE, EPOCHS_RUN, FAIL_REASON, IMAGES_PER_S, LATENCY_MS_BATCH1, MACS, PARAMS,
+    PEAK_MEMORY_BYTES, PRECISION, SECONDS_PER_EPOCH, TRAINING, VAL_TOP1_PER_EPOCH, WALL_SECONDS, WORKER,
 )
 from hybridnas.training.data import DataSplits
 from hybridnas.training.documents import export_document, write_document
 from hybridnas.training.loop import EpochReport, train_model
+from hybridnas.training.measure import latency_before_training
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -63,6 +66,8 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
+# The cost a two-objective study minimises beside accuracy, by the objective's second name.
+_SECOND_OBJECTIVE_COST = {"params": "max_params", "macs": "max_macs", "latency": "max_latency_ms"}
 T = TypeVar("T")
 
 
@@ -151,16 +156,26 @@ class Objective:
         prof = profile(cfg)
         trial.set_user_attr(PARAMS, prof.params)
         trial.set_user_attr(MACS, prof.macs)
-        self._check_constraints(trial, prof.params, prof.macs)
+        costs: dict[str, float] = {"max_params": prof.params, "max_macs": prof.macs}
+        self._check_constraints(trial, costs)
+        if self.definition.needs_latency:
+            costs["max_latency_ms"] = self._latency(trial, cfg, training)
+            self._check_constraints(trial, {"max_latency_ms": costs["max_latency_ms"]})
         self._describe(trial, cfg, prof, training)
         try:
-            return reuse_or_train(trial, key, lambda: self._train(trial, cfg, training, prof.params, prof.macs),
-                                  stop=self.context.stop)
+            return reuse_or_train(trial, key, lambda: self._train(trial, cfg, training, costs), stop=self.context.stop)
         except Stopped:
             raise WorkerStopped("stopped while waiting for an earlier trial of the same architecture") from None
 
+    def _latency(self, trial: optuna.Trial, cfg: ArchConfig, training: dict[str, Any]) -> float:
+        """Batch-1 latency on this worker's device, before training; recorded on the trial."""
+        settings = self.definition.train_settings(self.context.device, training)
+        latency = round(latency_before_training(cfg, settings), 3)
+        trial.set_user_attr(LATENCY_MS_BATCH1, latency)
+        return latency
+
     def _train(
-        self, trial: optuna.Trial, cfg: ArchConfig, training: dict[str, Any], params: int, macs: int
+        self, trial: optuna.Trial, cfg: ArchConfig, training: dict[str, Any], costs: dict[str, float]
     ) -> float | tuple[float, float]:
         multi = self.definition.multi_objective
         history: list[float] = []
@@ -190,16 +205,17 @@ class Objective:
         trial.set_user_attr(PEAK_MEMORY_BYTES, result.peak_memory_bytes)
         if not multi:
             return result.val_top1
-        return result.val_top1, float(params if self.definition.objective.endswith("params") else macs)
+        second = self.definition.objective.split(",")[1]
+        return result.val_top1, float(costs[_SECOND_OBJECTIVE_COST[second]])
 
-    def _check_constraints(self, trial: optuna.Trial, params: int, macs: int) -> None:
-        """Record every limit with set_constraint; prune a violating config before it trains."""
-        violations = self.definition.constraint_violations(params, macs)
+    def _check_constraints(self, trial: optuna.Trial, costs: dict[str, float]) -> None:
+        """Record the limits on `costs` (each measured once) with set_constraint; prune a
+        violating config before it trains."""
+        violations = self.definition.constraint_violations(costs)
         for key, excess in violations.items():
             trial.set_constraint(key, excess)
-        actual = {"max_params": ("params", params), "max_macs": ("MACs", macs)}
         broken = [
-            f"{actual[key][0]} {actual[key][1]:,} > {key} {getattr(self.definition, key):,}"
+            f"{LIMITS[key]} {costs[key]:,} > {key} {getattr(self.definition, key):,}"
             for key, excess in violations.items()
             if excess > 0
         ]

@@ -92,9 +92,12 @@ def _figures(s: _Study) -> list[tuple[str, str, Any]]:
     """(section id, heading, figure or note) for every chart of the page."""
     charts: list[tuple[str, str, Any]] = []
     best = s.best.trial.number if s.best else None
-    for attr, axis in (("params", "parameters"), ("macs", "MACs per image")):
-        fig = size_scatter(s.points, attr, axis, s.metric, s.summaries, best,
-                           [*s.retrained.values(), *s.baselines])
+    costs = [("params", "parameters"), ("macs", "MACs per image")]
+    if any(p.record.latency_ms_batch1 is not None for p in s.points):
+        costs.append(("latency_ms_batch1", "latency at batch 1 (ms)"))
+    for attr, axis in costs:
+        rows = [r for r in (*s.retrained.values(), *s.baselines) if r.get(attr) is not None]
+        fig = size_scatter(s.points, attr, axis, s.metric, s.summaries, best, rows)
         note = (f"no trained trial recorded its {axis} yet" if s.points else "no trained trial yet")
         charts.append(("size", f"{s.metric.name} against {axis}", fig if fig is not None else note))
     charts.append(("importance", "Importance by knob family", _importance_figure(s)))

@@ -144,7 +144,7 @@ def busy_seconds(trial: FrozenTrial, now: datetime) -> float:
 OUTCOMES = {
     "trained": "trained to the end (COMPLETE)",
     "pruned": "trained, then pruned by the pruner",
-    "infeasible": "infeasible: over max_params / max_macs, never trained",
+    "infeasible": "infeasible: over max_params / max_macs / max_latency_ms, never trained",
     "duplicate": "duplicate: reused an earlier trial's result",
     "failed": "failed",
     "running": "running",

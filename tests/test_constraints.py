@@ -68,7 +68,7 @@ def test_violating_config_is_recorded_and_never_trained(
     ("extra", "message"),
     [
         (["--objective", "accuracy,params", "--pruner", "hyperband"], "--config/flags: pruner: Optuna cannot prune multi-objective"),
-        (["--objective", "accuracy,latency"], "Invalid value for '--objective': "),
+        (["--objective", "accuracy,loss"], "Invalid value for '--objective': "),
         (["--sampler", "cmaes"], "Invalid value for '--sampler': "),
         (["--space", "no-such-space"], "--config/flags: space:"),
         (["--optimizer", "lion"], "Invalid value for '--optimizer': "),

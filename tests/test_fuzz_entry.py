@@ -162,12 +162,13 @@ FIELD_VALUES: dict[str, dict[Any, Valid]] = {
     "space": {"demo": Valid.YES, "union": Valid.YES, str(TINY_SPACE): Valid.YES, str(SMALL_SPACE): Valid.YES,
               "nope": Valid.NO, "": Valid.NO, "{work}/missing.yaml": Valid.NO, "{work}/study.yaml": Valid.NO},
     "objective": {"accuracy": Valid.YES, "accuracy,params": Valid.EITHER, "accuracy,macs": Valid.EITHER,
-                  "loss": Valid.NO, "": Valid.NO},
+                  "accuracy,latency": Valid.EITHER, "loss": Valid.NO, "": Valid.NO},
     "sampler": {"tpe": Valid.YES, "random": Valid.YES, "nsga2": Valid.EITHER, "bogo": Valid.NO},
     "pruner": {"hyperband": Valid.EITHER, "median": Valid.EITHER, "none": Valid.YES, "always": Valid.NO},
     "local_search": {0.0: Valid.YES, 0.5: Valid.YES, 1.5: Valid.NO, math.nan: Valid.NO},
     "max_params": {10**6: Valid.YES, 0: Valid.NO, -1: Valid.NO},
     "max_macs": {10**7: Valid.YES, 0: Valid.NO},
+    "max_latency_ms": {5.0: Valid.YES, 0.0: Valid.NO, -1.0: Valid.NO, math.inf: Valid.NO, math.nan: Valid.NO},
     "enqueue_presets": {True: Valid.YES, False: Valid.YES},
 }
 TRAINING_VALUES: dict[str, dict[Any, Valid]] = {

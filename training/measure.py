@@ -1,4 +1,5 @@
-"""What a trained model costs where it ran: inference latency, peak memory, and the device's name."""
+"""What a model costs where it runs: inference latency (also of a config before it trains), peak
+memory, and the device's name."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from hybridnas.models import ArchConfig
 from hybridnas.training.precision import Precision
+from hybridnas.training.settings import TrainSettings
 
 
 @torch.inference_mode()
@@ -38,6 +40,23 @@ def inference_latency_ms(
         if i:
             times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+def latency_before_training(config: ArchConfig, settings: TrainSettings) -> float:
+    """Batch-1 inference latency (ms) of `config`, built untrained, on the settings' device and in
+    the precision its training will use (the CPU's measured choice is cached per architecture, so
+    the training that follows takes the same one). A forward pass takes as long with any weights,
+    so this is what the trained model costs, known before an epoch is spent on a sample that a
+    latency limit would refuse."""
+    from hybridnas.models import build
+    from hybridnas.training.data import resolve_device
+    from hybridnas.training.precision import choose_precision
+
+    device = resolve_device(settings.device)
+    model = build(config)
+    precision = choose_precision(model, config, settings, device)
+    model = model.to(device=device, memory_format=precision.memory_format)
+    return inference_latency_ms(model, config, 1, device, precision)
 
 
 def peak_memory_bytes(device: torch.device) -> int:

@@ -28,7 +28,7 @@ DEFINITION_VERSION = 1
 # suffix of its companion, and short enough to print on one line.
 STUDY_NAME_MAX = 200
 
-Objective = Literal["accuracy", "accuracy,params", "accuracy,macs"]
+Objective = Literal["accuracy", "accuracy,params", "accuracy,macs", "accuracy,latency"]
 Sampler = Literal["tpe", "random", "nsga2"]
 Pruner = Literal["hyperband", "median", "none"]
 
@@ -40,7 +40,7 @@ BUDGET_FIELDS = ("trials", "timeout")
 DEFINITION_FLAGS = (
     "dataset", "data_dir", "train_subset", "val_subset", "test_subset", "val_fraction", "epochs", "space", "objective", "sampler",
     "local_search",
-    "pruner", "trials", "timeout", "max_params", "max_macs", "enqueue_presets", "seed",
+    "pruner", "trials", "timeout", "max_params", "max_macs", "max_latency_ms", "enqueue_presets", "seed",
 )
 TRAINING_FLAGS = ("batch_size", "optimizer", "lr", "weight_decay", "label_smoothing")
 # Upper bounds far above any real study, so a typo is refused at launch instead of stored:
@@ -48,6 +48,9 @@ TRAINING_FLAGS = ("batch_size", "optimizer", "lr", "weight_decay", "label_smooth
 MAX_TRIALS = 1_000_000
 MAX_IMAGES = 1_000_000_000
 MAX_TIMEOUT_S = 365 * 24 * 3600
+MAX_LATENCY_MS = 3_600_000.0
+# Each limit a study may set, and the quantity of a sample it bounds, as messages name it.
+LIMITS = {"max_params": "params", "max_macs": "MACs", "max_latency_ms": "latency (ms, batch 1)"}
 MAX_MODEL_SIZE = 10**15
 
 
@@ -74,7 +77,8 @@ class StudyDefinition(BaseModel):
         10, description="Most epochs a trial may run (Hyperband's max resource).")
     space: dict[str, Any] = Field(
         "union", validate_default=True, description="A built-in space name or a space YAML file (default: union).")
-    objective: Objective = Field("accuracy", description="accuracy | accuracy,params | accuracy,macs.")
+    objective: Objective = Field(
+        "accuracy", description="accuracy | accuracy,params | accuracy,macs | accuracy,latency (batch 1, ms).")
     sampler: Sampler | None = Field(None, description="tpe | random | nsga2 (default: tpe, nsga2 for two objectives).")
     local_search: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.5, description="With tpe: the share of trials after start-up that are local-search moves from the "
@@ -87,6 +91,8 @@ class StudyDefinition(BaseModel):
         None, description="Seconds from the study's first trial after which no trial starts (at most a year).")
     max_params: Annotated[int, Field(ge=1, le=MAX_MODEL_SIZE)] | None = Field(None, description="Parameter limit.")
     max_macs: Annotated[int, Field(ge=1, le=MAX_MODEL_SIZE)] | None = Field(None, description="MAC limit (one image).")
+    max_latency_ms: Annotated[float, Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False)] | None = Field(
+        None, description="Inference latency limit at batch 1 (ms, on the worker's device, measured before training).")
     enqueue_presets: bool = Field(False, description="Run the paper presets that fit the space first.")
     training: dict[str, Any] = Field(default_factory=dict)
 
@@ -203,7 +209,7 @@ class StudyDefinition(BaseModel):
         fixed = "; training fixed: " + ", ".join(f"{k} {v}" for k, v in self.training.items()) if self.training else ""
         pruner = {"hyperband": f"hyperband (1 to {self.epochs} epochs, reduction factor {self.reduction_factor})",
                   "median": "median", "none": "none"}[self.pruner_name]
-        limits = [f"{name} {getattr(self, name):,}" for name in ("max_params", "max_macs") if getattr(self, name)]
+        limits = [f"{name} {getattr(self, name):,}" for name in LIMITS if getattr(self, name)]
         timeout = f"{self.timeout:g} s from the first trial" if self.timeout else "none"
         val = self.val_subset or f"{self.val_fraction:.0%} of the training images"
         sampler = self.sampler_name
@@ -238,10 +244,16 @@ class StudyDefinition(BaseModel):
         settings = {"measure_latency": False, **(self.training if training is None else training)}
         return parse_settings({**settings, "epochs": self.epochs, "seed": self.seed, "device": device})
 
-    def constraint_violations(self, params: int, macs: int) -> dict[str, float]:
-        """Relative excess over each limit (<= 0 feasible), in Trial.set_constraint's convention."""
-        limits = {"max_params": (params, self.max_params), "max_macs": (macs, self.max_macs)}
-        return {key: value / limit - 1.0 for key, (value, limit) in limits.items() if limit is not None}
+    @property
+    def needs_latency(self) -> bool:
+        """Whether every sample's latency is measured before it trains (an objective or a limit)."""
+        return self.objective == "accuracy,latency" or self.max_latency_ms is not None
+
+    def constraint_violations(self, measured: dict[str, float]) -> dict[str, float]:
+        """Relative excess over each limit set on a quantity in `measured` (keyed by the limit's
+        name; <= 0 feasible), in Trial.set_constraint's convention."""
+        return {name: measured[name] / getattr(self, name) - 1.0 for name in LIMITS
+                if getattr(self, name) is not None and name in measured}
 
     def to_document(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -40,7 +40,7 @@ ARCH_KEY = "arch_key"  # what it trains: digest of the canonical config and trai
 CONFIG = "config"  # the sampled architecture, canonical (models.canonical.canonical_config)
 TRAINING = "training"  # training settings beyond the engine's defaults: the study's fixed and sampled ones
 DUPLICATE_OF = "duplicate_of"  # the earlier trial of the same ARCH_KEY whose result it reports, untrained
-CONSTRAINT_VIOLATION = "constraint_violation"  # why it breaks max_params / max_macs (infeasible, untrained)
+CONSTRAINT_VIOLATION = "constraint_violation"  # why it breaks a limit: max_params / max_macs / max_latency_ms (infeasible, untrained)
 VAL_TOP1_PER_EPOCH = "val_top1_per_epoch"  # val top-1 after each epoch it trained
 IMAGES_PER_S = "images_per_s"  # training throughput of a trained trial
 SECONDS_PER_EPOCH = "seconds_per_epoch"  # mean seconds per epoch of a trained trial
@@ -174,7 +174,7 @@ class TrialRecord:
 
     @property
     def is_infeasible(self) -> bool:
-        """It breaks max_params / max_macs, so it was never trained."""
+        """It breaks a limit (max_params / max_macs / max_latency_ms), so it was never trained."""
         return CONSTRAINT_VIOLATION in self._attrs
 
     @property

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridnas.common import ConfigError, UsageError
 from hybridnas.objectives.study.definition import (
+    LIMITS,
     StudyDefinition,
     kind_in_words,
     stored_definition,
@@ -29,7 +30,7 @@ def space_exhausted(study: optuna.Study, definition: StudyDefinition, last: int)
     e.g. "space exhausted: 24 distinct architectures fit max_macs 4,000,000"."""
     records = [TrialRecord(t) for t in study.get_trials(deepcopy=False)]
     distinct = {r.arch_key for r in records if r.arch_key is not None and not r.is_infeasible}
-    limits = [f"{name} {getattr(definition, name):,}" for name in ("max_params", "max_macs")
+    limits = [f"{name} {getattr(definition, name):,}" for name in LIMITS
               if getattr(definition, name) is not None]
     fit = f"fit {' and '.join(limits)}" if limits else "in the space"
     return (f"space exhausted: {len(distinct)} distinct architectures {fit}; the last {last} samples "
