@@ -20,6 +20,8 @@ CIFAR = f"folder:{ARCHIVE}"
 # One decode of the archive per machine, shared by every test module and run.
 TEST_CACHE = Path(tempfile.gettempdir()) / "hybridnas-test-cache"
 TINY_SPACE = REPO / "tests" / "data" / "tiny-space.yaml"
+# The tiny space's largest architecture: 53,002 parameters, over a max_params of 8,000.
+TINY_SPACE_TOO_BIG = {"c1": 32, "c2": 64, "k2": 5, "attention": None}
 SMALL_SPACE = REPO / "tests" / "data" / "small-space.yaml"
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # The id of a worker a test runs by hand: its sampler's seed comes from it, so with a fixed id a

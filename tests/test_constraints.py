@@ -6,13 +6,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import CIFAR, TINY_SPACE, tiny_study_args
+from helpers import CIFAR, TINY_SPACE, TINY_SPACE_TOO_BIG, tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.objectives import objective as objective_mod
 from hybridnas.storage import open_storage
-
-TOO_BIG = {"c1": 32, "c2": 64, "k2": 5, "attention": None}  # 53,002 parameters in the tiny space
 
 
 @pytest.mark.integration  # a real search
@@ -26,7 +24,7 @@ def test_violating_config_is_recorded_and_never_trained(
     assert code == 0, out
     storage = open_storage(url, heartbeat_interval=None)
     study = optuna.load_study(study_name="c", storage=storage)
-    study.enqueue_trial(TOO_BIG)
+    study.enqueue_trial(TINY_SPACE_TOO_BIG)
 
     trained = []
     real_train = objective_mod.train_model
@@ -42,7 +40,7 @@ def test_violating_config_is_recorded_and_never_trained(
 
     trials = study.get_trials()
     first = trials[0]
-    assert first.params == TOO_BIG
+    assert first.params == TINY_SPACE_TOO_BIG
     assert first.state == TrialState.PRUNED
     assert first.user_attrs["params"] == 53_002
     assert first.user_attrs["constraint_violation"] == "constraint violated: params 53,002 > max_params 8,000"

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import tiny_study_args
+from helpers import TINY_SPACE_TOO_BIG, tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.objectives import objective as objective_mod
 from hybridnas.objectives.study.records import CONSTRAINT_VIOLATION, EPOCHS_RUN, LATENCY_MS_BATCH1, PARAMS
 from hybridnas.storage import open_storage
-
-TOO_BIG = {"c1": 32, "c2": 64, "k2": 5, "attention": None}  # 53,002 parameters in the tiny space
 
 
 @pytest.mark.integration  # a real worker
@@ -28,7 +26,7 @@ def test_a_sample_over_the_latency_limit_is_timed_recorded_and_never_trained(
     assert code == 0, out
     assert "constraints: max_params 8,000, max_latency_ms 0.001" in out
     study = optuna.load_study(study_name="slow", storage=open_storage(url, heartbeat_interval=None))
-    study.enqueue_trial(TOO_BIG)
+    study.enqueue_trial(TINY_SPACE_TOO_BIG)
     trained: list[object] = []
     monkeypatch.setattr(objective_mod, "train_model", lambda config, *args, **kwargs: trained.append(config))
 
@@ -38,7 +36,7 @@ def test_a_sample_over_the_latency_limit_is_timed_recorded_and_never_trained(
     assert "space exhausted" in out and "fit max_params 8,000 and max_latency_ms 0.001" in out
     assert trained == []
     over_size, *sampled = study.get_trials()
-    assert over_size.params == TOO_BIG and over_size.state == TrialState.PRUNED
+    assert over_size.params == TINY_SPACE_TOO_BIG and over_size.state == TrialState.PRUNED
     assert LATENCY_MS_BATCH1 not in over_size.user_attrs  # refused by its size, before any timing
     timed = [t for t in sampled if t.user_attrs[PARAMS] <= 8000]
     assert timed and all(LATENCY_MS_BATCH1 not in t.user_attrs for t in sampled if t not in timed)
