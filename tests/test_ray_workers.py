@@ -46,7 +46,7 @@ PLACEMENT = """
 import collections, json, ray
 from hybridnas.workers.placement import Placement
 from hybridnas.workers.ray_workers import TrialWorker
-ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False)
+ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, _system_config={"worker_niceness": 0})
 plan = Placement(gpus_per_worker=0.5).plan(ray.cluster_resources())
 actors = [ray.remote(TrialWorker).options(**plan.options).remote(plan.threads) for _ in range(plan.count)]
 placed = ray.get([a.where.remote() for a in actors], timeout=120)
