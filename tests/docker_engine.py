@@ -79,6 +79,13 @@ class Engine:
         path = self.root / "dockerd.log"
         return path.read_text(errors="replace")[-1500:] if path.exists() else "(no log)"
 
+    def disk_report(self) -> str:
+        """The storage driver and the free space where the engine keeps its layers, for a failed
+        build's message (a full disk reads there as an unrelated write error)."""
+        usage = shutil.disk_usage(self.root)
+        return (f"\n[engine: storage driver {self.driver}, {usage.free / 2**30:.1f} GiB free of "
+                f"{usage.total / 2**30:.1f} GiB under {self.root}]")
+
     def docker(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         done = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
