@@ -33,7 +33,9 @@ from hybridnas.cli._options import (
     with_parameters,
 )
 from hybridnas.cli._progress import LaunchProgress
-from hybridnas.objectives.study.definition import DEFINITION_FLAGS, MAX_IMAGES, TRAINING_FLAGS, StudyDefinition
+from hybridnas.objectives.study.definition import (
+    DEFINITION_FLAGS, MAX_IMAGES, MAX_TRIALS, TRAINING_FLAGS, StudyDefinition,
+)
 from hybridnas.objectives.study.records import TrialRecord
 from hybridnas.training.settings import MAX_EPOCHS, TrainSettings
 from hybridnas.workers.placement import PLACEMENT_FIELDS
@@ -215,7 +217,8 @@ def retrain_cmd(**options: Any) -> None:
         results = search.retrain(
             options["study_name"], options["storage"], top=options["top"], epochs=options["epochs"],
             test=options["test"], seeds=options["seeds"], pareto=options["pareto"],
-            train_subset=options["train_subset"], presets=_names(options["presets"]), say=out.print,
+            train_subset=options["train_subset"], presets=_names(options["presets"]),
+            tune_presets=options["tune_presets"], say=out.print,
             progress=progress, **{k: options[k] for k in _RAY_FLAGS},
         )
     except KeyboardInterrupt:
@@ -240,6 +243,7 @@ with_parameters(retrain_cmd, [
     keyword("pareto", Annotated[bool, typer.Option("--pareto", help="Retrain the Pareto front (two-objective studies).")], False),
     keyword("train_subset", Annotated[Optional[int], typer.Option("--train-subset", min=1, max=MAX_IMAGES, help="Training images (default: the search's).")], None),
     keyword("presets", Annotated[str, typer.Option("--presets", metavar="NAME,...", help="Also retrain these papers' models (see `hybridnas presets`) under the same budget, at the study's input size, as baselines.")], ""),
+    keyword("tune_presets", Annotated[int, typer.Option("--tune-presets", metavar="N", min=0, max=MAX_TRIALS, help="Give each of --presets the search's recipe search first: N distinct recipes from the space's training: section at the search's fidelity (study NAME/tune/PRESET); retrain the best. 0: the study's fixed recipe.")], 0),
     *(keyword(name, annotation, default) for name, annotation, default in _RAY_PARAMS),
     keyword("json_out", Annotated[bool, typer.Option("--json", help="Print the results as a JSON list.")], False),
 ])
@@ -253,6 +257,8 @@ def _names(value: str) -> list[str]:
 def _print_retrain(results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
+    from hybridnas.objectives.retrain import row_label
+
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -261,15 +267,15 @@ def _print_retrain(results: list[dict[str, Any]]) -> None:
         return pct(r["test_top1"]) + (f" ±{50 * (low_high[1] - low_high[0]):.1f}" if low_high else "")
 
     images = next((r["test_images"] for r in results if r.get("test_top1_ci95")), None)
-    caption = f"test top-1 ±: half its 95% interval over the {images:,} test images" if images else None
+    captions = [f"test top-1 ±: half its 95% interval over the {images:,} test images" if images else "",
+                *{f"tuned: retrained with the best of {r['tuned']['recipes']} recipes of its own recipe search "
+                  f"({r['tuned']['study']})" for r in results if r.get("tuned")}]
+    caption = "\n".join(c for c in captions if c) or None
     table = Table(title="retrained", caption=caption)
     for column in ("trial", "params", "MACs", "epochs", "seeds", "val top-1", "test top-1"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in results:
-        label = r.get("preset") or str(r["trial"])
-        if r.get("source_preset"):
-            label += f" ({r['source_preset']})"
-        table.add_row(label, f"{r['params']:,}", f"{r['macs']:,}", str(r["epochs"]), str(len(r["seeds"])),
+        table.add_row(row_label(r), f"{r['params']:,}", f"{r['macs']:,}", str(r["epochs"]), str(len(r["seeds"])),
                       pct(r["val_top1"]), test_score(r))
     console.print(table)
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybridnas.common import ctrl_c_as_request
+from hybridnas.common import UsageError, ctrl_c_as_request
 from hybridnas.objectives.study.definition import StudyDefinition, check_study_name
-from hybridnas.objectives.study.records import ARTIFACTS_ATTR
+from hybridnas.objectives.study.records import ARTIFACTS_ATTR, TRAINING, TUNED
 from hybridnas.workers.placement import Placement
 
 if TYPE_CHECKING:
@@ -180,6 +180,7 @@ def retrain(
     pareto: bool = False,
     train_subset: int | None = None,
     presets: Sequence[str] = (),
+    tune_presets: int = 0,
     workers: int | None = None,
     threads: int | None = None,
     gpus_per_worker: float = 1.0,
@@ -195,22 +196,41 @@ def retrain(
     Ray workers (a rerun resumes) and return one row per trial (`trial`, `params`, `macs`,
     `epochs`, `val_top1`, `test_top1`, ...), as `hybridnas retrain --json` prints. `presets`
     names papers' models to retrain beside them under the same budget (their rows have `preset`
-    and `trial` None). `progress` is made from the companion study. Ctrl-C: as in `launch`."""
-    from hybridnas.objectives.retrain import plan_retrain, retrain_results
+    and `trial` None); with `tune_presets` N, each first gets a search of N recipes over the
+    space's `training:` section (study `STUDY/tune/PRESET`, on the same workers; see
+    objectives.preset_tuning) and retrains with the best. `progress` is made from each study the
+    workers run. Ctrl-C: as in `launch`."""
+    from hybridnas.objectives.preset_tuning import open_tuning, tuned_recipe
+    from hybridnas.objectives.retrain import check_presets, check_retrainable, pick_trials, plan_retrain, retrain_results
     from hybridnas.objectives.study.definition import stored_definition
     from hybridnas.workers.heartbeat import check_heartbeat
 
     check_heartbeat(heartbeat_interval, grace_period)
     source = load(study, storage)
+    definition = stored_definition(source)
+    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
+    ray_options = {"artifacts": artifacts, "heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+    if tune_presets and not presets:
+        raise UsageError("--tune-presets: name the presets to tune with --presets")
+    check_retrainable(source, test=test)
+    check_presets(presets)
+    pick_trials(source, top, pareto=pareto)
+    tunings = [(name, *open_tuning(source, definition, name, tune_presets, storage))
+               for name in (presets if tune_presets else ())]
+    for name, tuning, tuning_definition in tunings:
+        say(f"{name}: recipe search in study '{tuning.study_name}', {tune_presets} recipes")
+        if placement.workers != 0:
+            _run_on_ray(tuning, storage, tuning_definition, source, placement, say, progress, **ray_options)
+    tuned = {name: tuned_recipe(tuning, searched=placement.workers != 0) for name, tuning, _ in tunings}
+    for name, recipe in tuned.items():
+        say(f"{name}: tuned recipe, trial {recipe[TUNED]['trial']} of {recipe[TUNED]['recipes']}: {recipe[TRAINING]}")
     companion, plan, queued, presets_as_trials = plan_retrain(
         source, top=top, epochs=epochs, test=test, seeds=seeds, pareto=pareto, train_subset=train_subset,
-        presets=tuple(presets))
+        presets=tuple(presets), tuned=tuned)
     for name, number in presets_as_trials.items():
         say(f"{name}: trial {number} of the search is that preset, trained the same way; retrained once, "
             f"as '{number} ({name})'")
     say(f"retraining in study '{companion.study_name}' for {plan.epochs} epochs: {queued} job(s) queued")
-    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
     if placement.workers != 0:
-        _run_on_ray(companion, storage, stored_definition(source), source, placement, say, progress,
-                    artifacts=artifacts, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        _run_on_ray(companion, storage, definition, source, placement, say, progress, **ray_options)
     return retrain_results(companion)

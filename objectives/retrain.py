@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
@@ -26,7 +27,8 @@ from hybridnas.models.presets import PRESETS
 from hybridnas.objectives.study.definition import StudyDefinition, kind_in_words, study_kind
 from hybridnas.objectives.study.records import (
     DEVICE, EPOCHS_RUN, KIND_ATTR, LATENCY_MS_BATCH1, LATENCY_MS_BATCH256, MACS, PARAMS, PRECISION, PRESET, RETRAIN,
-    RETRAIN_ATTR, SEED, SOURCE_PRESET, SOURCE_TRIAL, TEST_IMAGES, TEST_TOP1, TRAIN_SECONDS, TrialRecord,
+    RETRAIN_ATTR, SEED, SOURCE_PRESET, SOURCE_TRIAL, TEST_IMAGES, TEST_TOP1, TRAIN_SECONDS, TRAINING, TUNED,
+    TrialRecord,
 )
 
 if TYPE_CHECKING:
@@ -122,6 +124,7 @@ def plan_retrain(
     pareto: bool = False,
     train_subset: int | None = None,
     presets: tuple[str, ...] = (),
+    tuned: dict[str, dict[str, Any]] | None = None,
 ) -> RetrainQueue:
     """Create or resume the companion `NAME/retrain` of the search `source` (in its storage) and
     enqueue the jobs not done yet.
@@ -131,7 +134,9 @@ def plan_retrain(
     against the documented designs; a preset that one of the retrained trials already is (queued
     by `enqueue_presets` and trained the same way) is not retrained twice. `train_subset`
     defaults to the search's own; a resumed plan must keep its epochs, test and train subset
-    (more trials, presets or seeds only add jobs).
+    (more trials, presets or seeds only add jobs). `tuned` gives, by preset name, the job
+    attributes of its tuned recipe (`preset_tuning.tuned_recipe`): that preset retrains with it,
+    in a job of its own beside any untuned one.
     """
     import optuna
     from optuna.exceptions import ExperimentalWarning
@@ -140,18 +145,8 @@ def plan_retrain(
     from hybridnas.objectives.study.definition import stored_definition
 
     study_name, storage = source.study_name, source._storage
-    if study_kind(source) == RETRAIN:
-        raise UsageError(f"study {study_name!r} is {kind_in_words(source)}; retrain the search study itself")
-    try:
-        companion: optuna.Study | None = optuna.load_study(study_name=companion_name(study_name), storage=storage)
-    except KeyError:
-        companion = None
-    if companion is not None:
-        check_companion(companion, study_name)
+    companion = check_retrainable(source, test=test)
     definition = stored_definition(source)
-    if test and definition.test_subset is None and not _has_test_split(definition):
-        raise UsageError(f"study '{study_name}': {definition.dataset} has no test split and the study held no "
-                         "images out (test_subset); its search already saw every training image")
     preset_configs = _preset_configs(presets, definition)
     plan = RetrainPlan(source=study_name, epochs=epochs, test=test,
                        train_subset=train_subset if train_subset is not None else definition.train_subset)
@@ -175,9 +170,10 @@ def plan_retrain(
     records = [TrialRecord(t) for t in trials]
     jobs = [{SOURCE_TRIAL: r.trial.number, **({SOURCE_PRESET: r.preset} if r.preset is not None else {})}
             for r in records]
-    as_trials = {name: t.number for name, cfg in preset_configs.items() for t in trials
+    tuned = tuned or {}
+    as_trials = {name: t.number for name, cfg in preset_configs.items() if name not in tuned for t in trials
                  if _is_that_preset(t, name, cfg, definition)}
-    jobs += [{PRESET: name} for name in preset_configs if name not in as_trials]
+    jobs += [{PRESET: name, **tuned.get(name, {})} for name in preset_configs if name not in as_trials]
     queued = 0
     for job in jobs:
         for seed in range(definition.seed, definition.seed + seeds):
@@ -187,15 +183,42 @@ def plan_retrain(
     return RetrainQueue(companion, plan, queued, as_trials)
 
 
+def check_retrainable(source: optuna.Study, *, test: bool) -> optuna.Study | None:
+    """Refuse a retrain that could not run: of a retrain companion, into a study of that name that
+    is not its companion, or `test` without test images. Returns the companion, if it exists."""
+    import optuna
+
+    from hybridnas.objectives.study.definition import stored_definition
+
+    if study_kind(source) == RETRAIN:
+        raise UsageError(f"study {source.study_name!r} is {kind_in_words(source)}; retrain the search study itself")
+    try:
+        companion = optuna.load_study(study_name=companion_name(source.study_name), storage=source._storage)
+    except KeyError:
+        companion = None
+    if companion is not None:
+        check_companion(companion, source.study_name)
+    definition = stored_definition(source)
+    if test and definition.test_subset is None and not _has_test_split(definition):
+        raise UsageError(f"study '{source.study_name}': {definition.dataset} has no test split and the study held "
+                         "no images out (test_subset); its search already saw every training image")
+    return companion
+
+
+def check_presets(names: Sequence[str]) -> None:
+    """Refuse, before anything is stored, a name that is no preset."""
+    unknown = sorted(set(names) - set(PRESETS))
+    if unknown:
+        raise UsageError(f"--presets: no preset named {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+
+
 def _preset_configs(names: tuple[str, ...], definition: StudyDefinition) -> dict[str, ArchConfig]:
     """Each preset at the study's input size; fails before anything is stored when a name is no
     preset or the preset cannot take that input (only the dataset's shape is read)."""
     from hybridnas.models.presets import preset
     from hybridnas.training.data import dataset_shape
 
-    unknown = sorted(set(names) - set(PRESETS))
-    if unknown:
-        raise UsageError(f"--presets: no preset named {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+    check_presets(names)
     if not names:
         return {}
     shape = dataset_shape(definition.dataset, data_dir=definition.data_dir)
@@ -217,8 +240,26 @@ def _is_that_preset(trial: FrozenTrial, name: str, cfg: ArchConfig, definition: 
 
 
 def _job(attrs: dict[str, Any]) -> tuple[Any, ...]:
-    """What a retrain job retrains: (source trial or preset, seed)."""
-    return attrs.get(SOURCE_TRIAL), attrs.get(PRESET), attrs.get(SEED)
+    """What a retrain job retrains: (source trial or preset, its tuned recipe if any, seed)."""
+    return (*_row(attrs), attrs.get(SEED))
+
+
+def _row(attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """What a row of the retrained table stands for: a source trial, or a preset with its recipe
+    (the untuned one, or a recipe search's best trial)."""
+    tuned = attrs.get(TUNED) or {}
+    return attrs.get(SOURCE_TRIAL), attrs.get(PRESET), tuned.get("study"), tuned.get("trial")
+
+
+def row_label(row: dict[str, Any]) -> str:
+    """How the table and the report name a retrained row: its trial number (with the preset it
+    was queued as), or the preset's name (tuned where it trained with its recipe search's best)."""
+    label = row.get("preset") or str(row["trial"])
+    if row.get("source_preset"):
+        label += f" ({row['source_preset']})"
+    if row.get("tuned"):
+        label += " (tuned)"
+    return label
 
 
 def _has_test_split(definition: StudyDefinition) -> bool:
@@ -236,15 +277,15 @@ def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
     """One row per retrained trial or preset, best first: the means over its finished seeds
     (`latency_ms_batch1` None where none was measured). A trial's row has `trial`, its number in
     the search (and `source_preset` where the search queued it as a preset); a preset's has
-    `trial` None and `preset`, its name."""
+    `trial` None and `preset`, its name, and where its recipe was tuned, `tuned` (the recipe
+    search, its best trial and how many recipes it trained)."""
     from optuna.trial import TrialState
 
-    rows: dict[tuple[Any, Any], list[TrialRecord]] = {}
+    rows: dict[tuple[Any, ...], list[TrialRecord]] = {}
     for t in companion.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        record = TrialRecord(t)
-        rows.setdefault((record.source_trial, record.preset), []).append(record)
+        rows.setdefault(_row(t.user_attrs), []).append(TrialRecord(t))
     out = []
-    for (number, preset_name), runs in rows.items():
+    for (number, preset_name, *_), runs in rows.items():
         val = [r.trial.value for r in runs]
         test = [r.test_top1 for r in runs if r.test_top1 is not None]
         first = runs[0]
@@ -252,6 +293,7 @@ def retrain_results(companion: optuna.Study) -> list[dict[str, Any]]:
             "trial": number,
             **({"preset": preset_name} if preset_name else {}),
             **({"source_preset": first.source_preset} if first.source_preset else {}),
+            **({"tuned": first.tuned} if first.tuned else {}),
             "params": first.params,
             "macs": first.macs,
             "epochs": first.epochs_run,
@@ -338,13 +380,13 @@ class RetrainObjective:
 
     def _job(self, attrs: dict[str, Any]) -> tuple[ArchConfig, dict[str, Any]]:
         """The job's architecture and training settings: a search trial's own, or a paper preset
-        at the data's input size with the study's fixed settings."""
+        at the data's input size with its tuned recipe, else the study's fixed settings."""
         from hybridnas.models.presets import preset
         from hybridnas.objectives.study.results import trial_config, trial_training
 
         if PRESET in attrs:
             cfg = preset(attrs[PRESET], num_classes=self.data.num_classes, image_size=self.data.image_size)
-            return cfg, dict(self.definition.training)
+            return cfg, dict(attrs.get(TRAINING, self.definition.training))
         source_trial = self.source.get_trials(deepcopy=False)[attrs[SOURCE_TRIAL]]
         return trial_config(source_trial), trial_training(source_trial)
 

@@ -28,7 +28,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from hybridnas.objectives.study.results import trial_training
-from hybridnas.objectives.retrain import companion_name
+from hybridnas.objectives.retrain import companion_name, row_label
 from hybridnas.objectives.study.service import study_status
 from hybridnas.objectives.study.records import DEFINITION_ATTR, TrialRecord
 from hybridnas.reports._architecture import architecture_summary, architecture_svg
@@ -303,15 +303,17 @@ def _baselines(s: _Study) -> str:
     if not s.baselines:
         return ""
     head = ("paper preset", "test top-1 (%)", "params", "MACs", "latency (ms)", "epochs")
-    rows = [[esc(r["preset"]), _retrained_cell(r), _count(r["params"]), _count(r["macs"]),
+    rows = [[esc(row_label(r)), _retrained_cell(r), _count(r["params"]), _count(r["macs"]),
              esc(f"{r['latency_ms_batch1']:.2f}") if r.get("latency_ms_batch1") is not None else "-",
              esc(str(r["epochs"]))] for r in s.baselines]
     return ('<h3>Papers\' models, retrained the same way</h3><table class="baselines"><thead><tr>'
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
             + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
             + "</tbody></table>"
-            + _note("Each preset is built at this study's input size and retrained with its fixed training "
-                    "settings, epochs and seeds, so its row compares directly with the retrained trials above."))
+            + _note("Each preset is built at this study's input size and retrained with the trials' epochs and "
+                    "seeds, with the study's fixed training settings, or, where it says tuned, with the best "
+                    "recipe of its own search over the space's training settings (`retrain --tune-presets`), "
+                    "so its row compares directly with the retrained trials above."))
 
 
 def _config_filename(s: _Study, t: FrozenTrial) -> str:

@@ -23,6 +23,7 @@ RETRAIN = "retrain"  # KIND_ATTR of a retrain companion (`NAME/retrain`)
 RETRAIN_ATTR = "hybridnas_retrain"  # a retrain companion's plan (RetrainPlan.model_dump())
 WORKERS_ATTR = "hybridnas_workers"  # the Ray workers launches started: worker id -> {state, host, node, reason, ...}
 ARTIFACTS_ATTR = "hybridnas_artifacts"  # where a launch put trial files (a directory or s3://...), for later workers
+TUNES_ATTR = "hybridnas_tunes"  # a preset's recipe search (`NAME/tune/PRESET`): {"source": NAME, "preset": PRESET}
 
 # Trial user attrs, search and retrain trials.
 WORKER = "worker"  # the id of the worker that ran the trial
@@ -39,6 +40,7 @@ PRESET = "preset"  # the paper preset it is: queued by `enqueue_presets` (search
 ARCH_KEY = "arch_key"  # what it trains: digest of the canonical config and training settings (dedup's lock)
 CONFIG = "config"  # the sampled architecture, canonical (models.canonical.canonical_config)
 TRAINING = "training"  # training settings beyond the engine's defaults: the study's fixed and sampled ones
+#                       (on a tuned preset's retrain job: the tuned recipe it trains with)
 DUPLICATE_OF = "duplicate_of"  # the earlier trial of the same ARCH_KEY whose result it reports, untrained
 CONSTRAINT_VIOLATION = "constraint_violation"  # why it breaks a limit: max_params / max_macs / max_latency_ms (infeasible, untrained)
 VAL_TOP1_PER_EPOCH = "val_top1_per_epoch"  # val top-1 after each epoch it trained
@@ -50,6 +52,7 @@ PEAK_MEMORY_BYTES = "peak_memory_bytes"  # peak accelerator memory of a trained 
 SOURCE_TRIAL = "source_trial"  # the search trial it retrains
 SOURCE_PRESET = "source_preset"  # the preset that search trial was queued as (`enqueue_presets`)
 SEED = "seed"  # the training seed of this run of the job
+TUNED = "tuned"  # a preset job's tuned recipe: {"study": its recipe search, "trial": the best, "recipes": how many}
 TEST_TOP1 = "test_top1"  # top-1 on the test split (or the held-out images); None without --test
 TEST_IMAGES = "test_images"  # how many images TEST_TOP1 was measured on
 LATENCY_MS_BATCH1 = "latency_ms_batch1"  # inference milliseconds for one image
@@ -129,6 +132,10 @@ class TrialRecord:
     @property
     def preset(self) -> str | None:
         return self._attrs.get(PRESET)
+
+    @property
+    def tuned(self) -> dict[str, Any] | None:
+        return self._attrs.get(TUNED)
 
     @property
     def source_trial(self) -> int | None:
