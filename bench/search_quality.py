@@ -21,7 +21,8 @@ architectures evaluated and the repeated evaluations.
 
 `real` compares strategies on real CIFAR-10 images (the JPEG archive in ../shared/data) at one
 wall-clock budget per search on this machine, then retrains what each search found at one longer
-budget and scores it on images the searches never saw. Five arms, each seed's runs interleaved:
+budget and scores it on images the searches never saw (10,000 by default, about ±1 point). Five
+arms, each seed's runs interleaved:
 
 * hybridnas -- `search.launch` with 2 Ray workers: the factory's sampler (TPE and local-search
   moves), Hyperband, duplicates and
@@ -34,14 +35,23 @@ budget and scores it on images the searches never saw. Five arms, each seed's ru
   space (define-by-run) with the `ASHAScheduler`, a function trainable calling `train_model`,
   2 concurrent trials of 1 CPU, `time_budget_s` as the budget.
 
-The arms share the split (2,000 training, 500 validation and 1,000 held-out test images, seeded),
-the `demo` space with its training section, 6 epochs, AdamW, batch 64 and max_macs 20M. Then
-each run's 3 best distinct architectures, and the paper presets, are retrained with
-`search.retrain` at one longer budget and scored on the held-out images. Every search and
-retrain runs in a process of its own; its CPU time is RUSAGE_CHILDREN plus Ray's workers
-sampled from /proc (see `ProcessTreeSampler`).
+The arms share the split (2,000 training, 500 validation and `--test-images` held-out test
+images, seeded), the `demo` space with its training section, 6 epochs, AdamW, batch 64 and
+max_macs 20M. Then each run's 3 best distinct architectures are retrained with `search.retrain`
+at one longer budget and scored on the held-out images; the paper presets are retrained in the
+hybridnas arm's retrain study with `--tune-presets N`: each first gets the recipe search the
+searched trials got (N recipes from the space's training section at the search's fidelity), so
+the baseline is tuned as the winners were. Every search and retrain runs in a process of its
+own; its CPU time is RUSAGE_CHILDREN plus Ray's workers sampled from /proc (see
+`ProcessTreeSampler`).
 
-    python bench/search_quality.py real [--budget-s 420] [--seeds 3] [--retrain-epochs 15]
+The summary pairs the arms within each seed (same split, same test images): the retrained winner
+(the hybridnas arm's retrain-val pick) minus the tuned best preset (the preset with the best
+retrain val), and the hybridnas arm's pick minus the tune arm's, each as the per-seed
+differences, their median and mean with a 95% t interval over the seeds.
+
+    python bench/search_quality.py real [--budget-s 420] [--seeds 5] [--retrain-epochs 15]
+                                        [--test-images 10000] [--tune-presets 8]
                                         [--arms hybridnas tpe warm random tune]
                                         [--presets chae samc] [--first-seed-presets ...]
                                         [--workdir DIR]
@@ -329,8 +339,8 @@ def landscape(args: argparse.Namespace) -> None:
 
 REAL_ARMS = ("hybridnas", "tpe", "warm", "random", "tune")
 # The README main job's data and training, for every arm: 2,000 training and 500 validation
-# images, 1,000 more held out of the search as the test images of the retraining.
-REAL_SPLIT = {"train_subset": 2000, "val_subset": 500, "test_subset": 1000}
+# images; `--test-images` more are held out of the search as the test images of the retraining.
+REAL_SPLIT = {"train_subset": 2000, "val_subset": 500}
 REAL_TRAINING = {"optimizer": "adamw", "batch_size": 64}
 # ASHA as the brief for the tune arm fixes it; Hyperband in the hybridnas arm uses the same factor.
 ASHA_GRACE_PERIOD = 1
@@ -349,7 +359,7 @@ def real_definition(args: argparse.Namespace, seed: int, arm: str) -> StudyDefin
                 "warm": {"enqueue_presets": True}}.get(arm, {})
     return StudyDefinition(dataset=CIFAR, space="demo", epochs=args.epochs, seed=seed, trials=100_000,
                            timeout=args.budget_s, max_macs=args.max_macs, training=REAL_TRAINING,
-                           **REAL_SPLIT, **strategy)
+                           test_subset=args.test_images, **REAL_SPLIT, **strategy)
 
 
 def sqlite_url(workdir: Path, name: str) -> str:
@@ -625,10 +635,12 @@ def import_trials(study: str, storage: str, definition: StudyDefinition,
 
 
 def retrain_job(job: dict[str, Any]) -> dict[str, Any]:
-    """`search.retrain` of a study's top trials with 2 Ray workers, scored on its held-out images."""
+    """`search.retrain` of a study's top trials (and presets, tuned) with 2 Ray workers, scored on
+    its held-out images."""
     from hybridnas import search
 
     return {"rows": search.retrain(job["study"], job["storage"], top=job["top"], epochs=job["epochs"], test=True,
+                                   presets=job.get("presets", ()), tune_presets=job.get("tune_presets", 0),
                                    workers=2)}
 
 
@@ -647,19 +659,16 @@ def real_run(args: argparse.Namespace, workdir: Path, arm: str, seed: int) -> di
 
 
 def presets_run(args: argparse.Namespace, workdir: Path, seed: int, names: list[str]) -> dict[str, Any]:
-    """Paper presets at 32x32 with the study's fixed training settings (the rest TrainSettings'
-    defaults), retrained like the searches' picks on the same seed's split and test images."""
-    from hybridnas.models.presets import preset
-
-    name = f"presets-s{seed}"
-    storage = sqlite_url(workdir, name)
-    definition = real_definition(args, seed, "hybridnas")
-    import_trials(name, storage, definition, [(preset(p, num_classes=10, image_size=32), dict(definition.training), 0.0)
-                                              for p in names])
-    retrain = run_job({"name": f"{name}-retrain", "kind": "retrain", "study": name, "storage": storage,
-                       "top": len(names), "epochs": args.retrain_epochs}, workdir)
-    for row in retrain.get("rows", []):
-        row["preset"] = names[row["trial"]]
+    """Paper presets at 32x32, retrained in the hybridnas arm's retrain study on the same seed's
+    split and test images, each with the best of `--tune-presets` recipes of its own recipe
+    search (`retrain --tune-presets`; 0: the study's fixed recipe). The run's CPU time includes
+    the recipe searches."""
+    name = f"hybridnas-s{seed}"
+    retrain = run_job({"name": f"presets-s{seed}-retrain", "kind": "retrain", "study": name,
+                       "storage": sqlite_url(workdir, name), "top": TOP, "epochs": args.retrain_epochs,
+                       "presets": names, "tune_presets": args.tune_presets}, workdir)
+    if "rows" in retrain:
+        retrain["rows"] = [row for row in retrain["rows"] if row.get("preset")]
     return {"seed": seed, "retrain": retrain}
 
 
@@ -678,6 +687,7 @@ def run_numbers(run: dict[str, Any]) -> dict[str, float] | None:
         "best_test_top1": best["test_top1"],
         "best_test_params": best["params"],
         "test_top1_of_val_pick": val_pick["test_top1"],
+        "params_of_val_pick": val_pick["params"],
         "best_search_val_top1": search["best_val_top1"],
         "distinct_trained": search["distinct_trained"],
         "distinct_per_cpu_hour": search["distinct_trained"] / (search["cpu_s"] / 3600),
@@ -686,8 +696,59 @@ def run_numbers(run: dict[str, Any]) -> dict[str, float] | None:
     }
 
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (n seeds: n - 1), for the interval
+# of a mean paired difference over a few seeds; the normal's 1.96 beyond the table.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t_975(df: int) -> float:
+    """The table's quantile at `df`, or at the largest tabled df below it (a wider interval)."""
+    return T_975[max(d for d in T_975 if d <= df)] if df <= 30 else 1.96
+
+
+def paired(differences: dict[int, float]) -> dict[str, Any] | None:
+    """Per-seed differences (seed: points), their median, and their mean with a 95% t interval."""
+    if not differences:
+        return None
+    values = list(differences.values())
+    mean = statistics.fmean(values)
+    half = t_975(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+    return {"per_seed": differences, "median": statistics.median(values), "mean": mean,
+            "ci95": None if half is None else (mean - half, mean + half)}
+
+
+def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
+    """Within each seed, the hybridnas arm's retrain-val pick against the tuned best preset (the
+    preset with the best retrain val) and against the tune arm's pick: test top-1 differences in
+    points, and the parameters of each side."""
+    picks = {(run["arm"], run["seed"]): n for run in document["runs"] if (n := run_numbers(run))}
+    presets = {}
+    for p in document["presets"]:
+        rows = [r for r in p["retrain"].get("rows", []) if r.get("test_top1") is not None]
+        if rows:
+            presets[p["seed"]] = max(rows, key=lambda r: r["val_top1"])
+    seeds = sorted({seed for _, seed in picks})
+    winner = {s: picks[("hybridnas", s)] for s in seeds if ("hybridnas", s) in picks}
+    return {
+        "winner_minus_tuned_best_preset": paired({
+            s: 100 * (w["test_top1_of_val_pick"] - presets[s]["test_top1"]) for s, w in winner.items() if s in presets}),
+        "winner_params_minus_preset_params": {
+            s: w["params_of_val_pick"] - presets[s]["params"] for s, w in winner.items() if s in presets},
+        "best_preset_per_seed": {s: {"preset": r["preset"], "tuned": r.get("tuned")} for s, r in presets.items()},
+        "hybridnas_minus_tune": paired({
+            s: 100 * (w["test_top1_of_val_pick"] - picks[("tune", s)]["test_top1_of_val_pick"])
+            for s, w in winner.items() if ("tune", s) in picks}),
+        "hybridnas_cpu_s_over_tune_cpu_s": {
+            s: round(next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("hybridnas", s))
+                     / next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("tune", s)), 2)
+            for s in winner if ("tune", s) in picks},
+    }
+
+
 def real_summary(document: dict[str, Any]) -> dict[str, Any]:
-    """Median and min-max over the seeds of each reported number, per arm and per preset."""
+    """Median and min-max over the seeds of each reported number, per arm and per preset; the
+    paired differences within seeds (`seed_pairs`)."""
     out: dict[str, Any] = {}
     for arm in REAL_ARMS:
         numbers = [n for run in document["runs"] if run["arm"] == arm and (n := run_numbers(run))]
@@ -698,6 +759,7 @@ def real_summary(document: dict[str, Any]) -> dict[str, Any]:
                              "test_top1": spread([r["test_top1"] for r in group])}
                       for name in dict.fromkeys(r["preset"] for r in rows)
                       if (group := [r for r in rows if r["preset"] == name])}
+    out["paired"] = seed_pairs(document)
     return out
 
 
@@ -725,6 +787,16 @@ def real_table(summary: dict[str, Any]) -> str:
         lines += ["", "| preset (32x32) | params | seeds | retrained test top-1 |", "|---|---:|---:|---|"]
         lines += [f"| {name} | {p['params']:,} | {p['seeds']} | {pct(p['test_top1'])} |"
                   for name, p in summary["presets"].items()]
+    lines += ["", "| paired within seeds (test top-1, points) | seeds | per seed | median | mean (95% t interval) |",
+              "|---|---:|---|---:|---|"]
+    for label, key in (("retrained winner - tuned best preset", "winner_minus_tuned_best_preset"),
+                       ("hybridnas - Ray Tune (OptunaSearch+ASHA)", "hybridnas_minus_tune")):
+        d = summary["paired"][key]
+        if d is None:
+            continue
+        ci = f" ({d['ci95'][0]:+.1f} to {d['ci95'][1]:+.1f})" if d["ci95"] else ""
+        per_seed = ", ".join(f"{v:+.1f}" for v in d["per_seed"].values())
+        lines.append(f"| {label} | {len(d['per_seed'])} | {per_seed} | {d['median']:+.1f} | {d['mean']:+.1f}{ci} |")
     return "\n".join(lines)
 
 
@@ -735,6 +807,9 @@ def real(args: argparse.Namespace) -> None:
     import torch
 
     require_archive()
+    if (args.presets or args.first_seed_presets) and "hybridnas" not in args.arms:
+        sys.exit("the presets are retrained in the hybridnas arm's study: add the hybridnas arm, or pass --presets "
+                 "with no names")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="search_quality_real-"))
     if workdir.exists() and any(workdir.iterdir()):
         sys.exit(f"{workdir} is not empty: every run needs fresh studies")
@@ -749,6 +824,7 @@ def real(args: argparse.Namespace) -> None:
                     "torch": torch.__version__, "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
         "settings": {"budget_s": args.budget_s, "seeds": seeds, "epochs": args.epochs, "max_macs": args.max_macs,
                      "retrain_epochs": args.retrain_epochs, "top": TOP, "arms": args.arms, "presets": args.presets,
+                     "test_images": args.test_images, "tune_presets": args.tune_presets,
                      "first_seed_presets": args.first_seed_presets, "space": "demo",
                      "training": REAL_TRAINING, **REAL_SPLIT, "workers": 2, "workdir": str(workdir),
                      "asha": {"max_t": args.epochs, "grace_period": ASHA_GRACE_PERIOD,
@@ -797,8 +873,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(run=landscape)
     p = sub.add_parser("real", help="Strategies on CIFAR-10 at one wall-clock budget, winners retrained and tested.")
     p.add_argument("--budget-s", type=float, default=420, help="Wall-clock budget of each search (default 420).")
-    p.add_argument("--seeds", type=int, default=3, help="How many seeds (default 3).")
+    p.add_argument("--seeds", type=int, default=5, help="How many seeds (default 5).")
     p.add_argument("--first-seed", type=int, default=0, help="First seed (default 0).")
+    p.add_argument("--test-images", type=int, default=10_000,
+                   help="Training images held out of every search as the retrain's test images (default 10,000).")
+    p.add_argument("--tune-presets", type=int, default=8,
+                   help="Recipes each preset's recipe search trains before its retrain (default 8; 0: untuned).")
     p.add_argument("--epochs", type=int, default=6, help="Most epochs a search trial runs (default 6).")
     p.add_argument("--max-macs", type=int, default=20_000_000, help="MAC limit of the searches (default 20M).")
     p.add_argument("--retrain-epochs", type=int, default=15, help="Epochs of every retraining (default 15).")

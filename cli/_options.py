@@ -16,6 +16,7 @@ import typer
 from pydantic import BaseModel
 
 from hybridnas.objectives.study.definition import STUDY_NAME_MAX, check_study_name
+from hybridnas.workers.placement import MAX_GPUS_PER_WORKER, MAX_THREADS, MAX_WORKERS
 
 StorageOpt = Annotated[
     Optional[str],
@@ -64,9 +65,6 @@ def output_dir(path: Path | None) -> Path | None:
     return None if path is None else _writable(path, want_dir=True)
 
 
-# Far more than any machine or cluster here has: a typo is refused before Ray or torch sees it.
-MAX_WORKERS = 4096
-MAX_THREADS = 1024
 
 # How a command runs its Ray workers (launch, retrain).
 WorkersOpt = Annotated[Optional[int], typer.Option(
@@ -75,7 +73,7 @@ WorkersOpt = Annotated[Optional[int], typer.Option(
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     "--threads", min=1, max=MAX_THREADS, help="torch CPU threads per worker, and its CPU share on a CPU-only cluster (default 1).")]
 GpusPerWorkerOpt = Annotated[float, typer.Option(
-    "--gpus-per-worker", min=0.01, max=64, help="GPUs each worker takes; 0.5 packs two on one GPU (Ray does not split its memory).")]
+    "--gpus-per-worker", min=0.01, max=MAX_GPUS_PER_WORKER, help="GPUs each worker takes; 0.5 packs two on one GPU (Ray does not split its memory).")]
 CpusPerWorkerOpt = Annotated[Optional[int], typer.Option(
     "--cpus-per-worker", min=1, max=MAX_THREADS, help="CPUs each worker reserves (default: 1 with GPUs, --threads without).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(

@@ -14,7 +14,6 @@ import typer
 
 from hybridnas.cli._console import make_console
 from hybridnas.cli._options import (
-    MAX_THREADS,
     ArtifactsOpt,
     CpusPerWorkerOpt,
     GpusPerWorkerOpt,
@@ -38,7 +37,7 @@ from hybridnas.objectives.study.definition import (
 )
 from hybridnas.objectives.study.records import TrialRecord
 from hybridnas.training.settings import MAX_EPOCHS, TrainSettings
-from hybridnas.workers.placement import PLACEMENT_FIELDS
+from hybridnas.workers.placement import MAX_THREADS, PLACEMENT_FIELDS
 
 if TYPE_CHECKING:
     import optuna

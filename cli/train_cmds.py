@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from hybridnas.cli._console import make_console
-from hybridnas.cli._options import MAX_THREADS, keyword, model_options, output_dir, with_parameters
+from hybridnas.cli._options import keyword, model_options, output_dir, with_parameters
 from hybridnas.cli.models_cmds import ClassesOpt, ConfigArg, PresetOpt, SizeOpt
 from hybridnas.training.settings import TrainSettings
+from hybridnas.workers.placement import MAX_THREADS
 
 if TYPE_CHECKING:
     from hybridnas.models.config import ArchConfig

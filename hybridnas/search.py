@@ -69,6 +69,7 @@ def launch(
 
     check_study_name(study)
     check_heartbeat(heartbeat_interval, grace_period)
+    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
     given = definition.to_document() if isinstance(definition, StudyDefinition) else dict(definition)
     if "dataset" in given:
         check_dataset(given["dataset"], given.get("data_dir"))
@@ -79,7 +80,6 @@ def launch(
         say(f"queued presets first: {', '.join(names) if names else 'none fits this space'}")
     for line in stored.describe():
         say(line)
-    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
     if placement.workers != 0:
         _run_on_ray(optuna_study, storage, stored, optuna_study, placement, say, progress, artifacts=artifacts,
                     heartbeat_interval=heartbeat_interval, grace_period=grace_period)
@@ -122,6 +122,7 @@ def work(
     from hybridnas.workers.worker import run_worker
 
     check_study_name(study)
+    Placement(threads=threads)  # the same limits as a launch's
     if threads:
         torch.set_num_threads(threads)
     with ctrl_c_as_request() as stop:

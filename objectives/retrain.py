@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hybridnas.common import UsageError, validate_model
 from hybridnas.models.presets import PRESETS
+from hybridnas.training.settings import MAX_SEED
 from hybridnas.objectives.study.definition import StudyDefinition, kind_in_words, study_kind
 from hybridnas.objectives.study.records import (
     DEVICE, EPOCHS_RUN, KIND_ATTR, LATENCY_MS_BATCH1, LATENCY_MS_BATCH256, MACS, PARAMS, PRECISION, PRESET, RETRAIN,
@@ -176,11 +177,17 @@ def plan_retrain(
     jobs += [{PRESET: name, **tuned.get(name, {})} for name in preset_configs if name not in as_trials]
     queued = 0
     for job in jobs:
-        for seed in range(definition.seed, definition.seed + seeds):
+        for seed in retrain_seeds(definition.seed, seeds):
             if _job({**job, SEED: seed}) not in have:
                 companion.enqueue_trial({}, user_attrs={**job, SEED: seed})
                 queued += 1
     return RetrainQueue(companion, plan, queued, as_trials)
+
+
+def retrain_seeds(first: int, count: int) -> list[int]:
+    """The training seeds of a job's runs: `count` from the study's seed on, wrapping past
+    2**32 - 1 to 0 (a study seeded at the top of the range retrains with seeds a trainer takes)."""
+    return [(first + i) % (MAX_SEED + 1) for i in range(count)]
 
 
 def check_retrainable(source: optuna.Study, *, test: bool) -> optuna.Study | None:

@@ -4,6 +4,8 @@ address file a dead `ray start` cluster left behind."""
 
 from __future__ import annotations
 
+import re
+
 import subprocess
 import sys
 import tempfile
@@ -38,8 +40,29 @@ def test_default_workers_one_per_gpu_share_or_per_threads_cpus(
 def test_more_workers_than_fit_are_said_to_wait() -> None:
     plan = Placement(workers=6, threads=1).plan({"CPU": 4.0})
     assert plan.reason == "6 worker(s), as asked (1 CPU(s) each, 4 CPU(s) in the cluster, no GPU; 2 wait for room)"
-    with pytest.raises(UsageError, match="gpus per worker must be positive"):
-        Placement(gpus_per_worker=0).plan({"GPU": 1.0})
+    with pytest.raises(UsageError, match="gpus_per_worker: 0 is not a number above 0"):
+        Placement(gpus_per_worker=0)
+
+
+@pytest.mark.parametrize(("keywords", "message"), [
+    ({"workers": -1}, "workers: -1 is not a whole number from 0 to 4096"),
+    ({"workers": 10**9}, "workers: 1000000000 is not a whole number from 0 to 4096"),
+    ({"workers": True}, "workers: True is not a whole number"),
+    ({"threads": 0}, "threads: 0 is not a whole number from 1 to 1024"),
+    ({"cpus_per_worker": 2.5}, "cpus_per_worker: 2.5 is not a whole number"),
+    ({"gpus_per_worker": 65}, "gpus_per_worker: 65 is not a number above 0 and at most 64"),
+])
+def test_the_python_api_refuses_what_the_cli_flags_refuse_before_storing_anything(
+        keywords: dict, message: str, tmp_path: Path) -> None:
+    import optuna
+
+    from hybridnas import search
+    from hybridnas.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    with pytest.raises(UsageError, match=re.escape(message)):
+        search.launch({"dataset": "cifar10"}, study="s", storage=url, **keywords)
+    assert optuna.get_all_study_summaries(open_storage(url, heartbeat_interval=None)) == []
 
 
 PLACEMENT = """

@@ -250,3 +250,27 @@ def test_the_retrained_table_shows_how_far_the_test_images_let_each_score_move(
     out = capsys.readouterr().out
     assert "54.6% ±3.1" in out and "54.9% ±3.1" in out  # Wilson: 51.5-57.7 and 51.8-58.0
     assert "half its 95% interval over the 1,000 test images" in out
+
+
+@pytest.mark.usefixtures("study_env")
+def test_a_study_seeded_at_the_top_of_the_range_retrains_with_seeds_that_wrap_to_zero(hybridnas,
+                                                                                     tmp_path: Path) -> None:
+    """Seeds run from the study's seed; past 2**32 - 1 (the trainer's last seed) they wrap to 0
+    instead of queueing a job no worker can train."""
+    from hybridnas.models.canonical import architecture_key, canonical_config
+    from hybridnas.models.presets import preset
+    from hybridnas.objectives.retrain import plan_retrain
+    from hybridnas.objectives.study.records import ARCH_KEY
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    code, out = hybridnas("launch", "--study", "top", "--storage", url, *tiny_study_args(2), "--seed",
+                          str(2**32 - 1), "--workers", "0")
+    assert code == 0, out
+    source = optuna.load_study(study_name="top", storage=open_storage(url, heartbeat_interval=None))
+    chae = preset("chae", num_classes=10, image_size=32)
+    source.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={
+        "config": canonical_config(chae), ARCH_KEY: architecture_key(chae, {})}))
+
+    companion, _, queued, _ = plan_retrain(source, top=1, epochs=1, test=False, seeds=3)
+    assert queued == 3
+    assert [t.user_attrs[SEED] for t in companion.get_trials()] == [2**32 - 1, 0, 1]

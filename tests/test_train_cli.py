@@ -89,3 +89,17 @@ def test_config_file_for_other_classes_is_rejected(tmp_path: Path, capsys: pytes
     code, _, err = run(["train", str(tmp_path / "c100.yaml"), "--dataset", CIFAR,
                         "--train-subset", "64", "--val-subset", "64"], capsys)
     assert code == 2 and "config expects 100 classes" in err
+
+
+def test_a_diverged_run_prints_and_writes_valid_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """At lr 1e6 the first epoch's validation loss is NaN and the second epoch's loss stops the
+    run: its metrics, printed and written, must still be JSON (null where a number is not finite)."""
+    code, out, err = run(["train", "--preset", "chae", "--dataset", CIFAR, "--epochs", "2",
+                          "--train-subset", "256", "--val-subset", "64", "--optimizer", "sgd", "--lr", "1000000",
+                          "--device", "cpu", "--out", str(tmp_path / "run"), "--json"], capsys)
+    assert code == 1, err
+    printed = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert printed == written and printed["status"] == "non_finite_loss"
+    assert printed["history"][0]["val_loss"] is None and printed["history"][0]["train_loss"] > 1e6

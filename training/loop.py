@@ -10,6 +10,7 @@ steps (NaN guard) and at the end of each epoch.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -72,10 +73,15 @@ class TrainResult:
     model: nn.Module = field(repr=False)
 
     def metrics(self) -> dict[str, object]:
-        """Everything but the model, as plain JSON-ready values."""
-        out = {k: v for k, v in self.__dict__.items() if k not in ("model", "history")}
-        out["history"] = [r.__dict__ for r in self.history]
+        """Everything but the model, as plain JSON-ready values: a number that is not finite (the
+        validation loss of a diverged epoch) is None, since JSON has no NaN or infinity."""
+        out = {k: _finite_or_none(v) for k, v in self.__dict__.items() if k not in ("model", "history")}
+        out["history"] = [{k: _finite_or_none(v) for k, v in r.__dict__.items()} for r in self.history]
         return out
+
+
+def _finite_or_none(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class NonFiniteLoss(Exception):

@@ -17,6 +17,11 @@ from dataclasses import dataclass, fields
 
 from hybridnas.common import UsageError
 
+# Far more than any machine or cluster here has: a typo is refused before Ray or torch sees it.
+MAX_WORKERS = 4096
+MAX_THREADS = 1024
+MAX_GPUS_PER_WORKER = 64
+
 
 @dataclass(frozen=True)
 class WorkerPlan:
@@ -42,6 +47,17 @@ class Placement:
     cpus_per_worker: int | None = None
     ray_address: str | None = None
 
+    def __post_init__(self) -> None:
+        """The CLI's flag limits, for the Python API's keywords too: refused before Ray starts."""
+        for name, low, high in (("workers", 0, MAX_WORKERS), ("threads", 1, MAX_THREADS),
+                                ("cpus_per_worker", 1, MAX_THREADS)):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or not low <= value <= high):
+                raise UsageError(f"{name}: {value!r} is not a whole number from {low} to {high}")
+        gpus = self.gpus_per_worker
+        if type(gpus) not in (int, float) or not 0 < gpus <= MAX_GPUS_PER_WORKER:
+            raise UsageError(f"gpus_per_worker: {gpus!r} is not a number above 0 and at most {MAX_GPUS_PER_WORKER}")
+
     @property
     def address(self) -> str | None:
         """The cluster to join; None starts an embedded local Ray."""
@@ -54,8 +70,6 @@ class Placement:
 
     def plan(self, resources: dict[str, float]) -> WorkerPlan:
         """The workers for a cluster with these total `resources` (Ray's names: "CPU", "GPU")."""
-        if self.gpus_per_worker <= 0:
-            raise UsageError(f"gpus per worker must be positive, got {self.gpus_per_worker}")
         gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
         if gpus > 0:
             per_cpu = self.cpus_per_worker or 1
