@@ -207,13 +207,13 @@ def retrain(
     from hybridnas.workers.heartbeat import check_heartbeat
 
     check_heartbeat(heartbeat_interval, grace_period)
-    source = load(study, storage)
-    definition = stored_definition(source)
     placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
     ray_options = {"artifacts": artifacts, "heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
     if tune_presets and not presets:
         raise UsageError("--tune-presets: name the presets to tune with --presets")
+    source = load(study, storage)
     check_retrainable(source, test=test)
+    definition = stored_definition(source)
     check_presets(presets)
     pick_trials(source, top, pareto=pareto)
     tunings = [(name, *open_tuning(source, definition, name, tune_presets, storage))
