@@ -212,7 +212,7 @@ def retrain(
     if tune_presets and not presets:
         raise UsageError("--tune-presets: name the presets to tune with --presets")
     source = load(study, storage)
-    check_retrainable(source, test=test)
+    check_retrainable(source, epochs=epochs, test=test, train_subset=train_subset)
     definition = stored_definition(source)
     check_presets(presets)
     pick_trials(source, top, pareto=pareto)

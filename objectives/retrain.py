@@ -146,26 +146,18 @@ def plan_retrain(
     from hybridnas.objectives.study.definition import stored_definition
 
     study_name, storage = source.study_name, source._storage
-    companion = check_retrainable(source, test=test)
+    companion, plan = check_retrainable(source, epochs=epochs, test=test, train_subset=train_subset)
     definition = stored_definition(source)
     preset_configs = _preset_configs(presets, definition)
-    plan = RetrainPlan(source=study_name, epochs=epochs, test=test,
-                       train_subset=train_subset if train_subset is not None else definition.train_subset)
     trials = pick_trials(source, top, pareto=pareto)
     if companion is None:
         companion = optuna.create_study(study_name=companion_name(study_name), direction="maximize", storage=storage)
-    stored = companion.user_attrs.get(RETRAIN_ATTR)
-    if stored is None:
+    if companion.user_attrs.get(RETRAIN_ATTR) is None:
         companion.set_user_attr(RETRAIN_ATTR, plan.model_dump())
         companion.set_user_attr(KIND_ATTR, RETRAIN)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             companion.set_metric_names(["val_top1"])
-    else:
-        changed = plan.differences(validate_model(RetrainPlan, stored, f"study '{companion.study_name}'"))
-        if changed:
-            raise UsageError(f"'{companion.study_name}' exists with a different {', '.join(changed)}; rerun with "
-                             "the same settings to resume it")
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     have = {_job(t.user_attrs) for t in companion.get_trials(deepcopy=False, states=live)}
     records = [TrialRecord(t) for t in trials]
@@ -190,9 +182,12 @@ def retrain_seeds(first: int, count: int) -> list[int]:
     return [(first + i) % (MAX_SEED + 1) for i in range(count)]
 
 
-def check_retrainable(source: optuna.Study, *, test: bool) -> optuna.Study | None:
-    """Refuse a retrain that could not run: of a retrain companion, into a study of that name that
-    is not its companion, or `test` without test images. Returns the companion, if it exists."""
+def check_retrainable(
+    source: optuna.Study, *, epochs: int, test: bool, train_subset: int | None,
+) -> tuple[optuna.Study | None, RetrainPlan]:
+    """Refuse a retrain that could not run, before anything is stored or trained: of a retrain
+    companion, into a study of that name that is not its companion, `test` without test images,
+    or a plan other than the companion's own. Returns the companion, if it exists, and the plan."""
     import optuna
 
     from hybridnas.objectives.study.definition import stored_definition
@@ -209,7 +204,14 @@ def check_retrainable(source: optuna.Study, *, test: bool) -> optuna.Study | Non
     if test and definition.test_subset is None and not _has_test_split(definition):
         raise UsageError(f"study '{source.study_name}': {definition.dataset} has no test split and the study held "
                          "no images out (test_subset); its search already saw every training image")
-    return companion
+    plan = RetrainPlan(source=source.study_name, epochs=epochs, test=test,
+                       train_subset=train_subset if train_subset is not None else definition.train_subset)
+    stored = None if companion is None else stored_plan(companion)
+    changed = [] if stored is None else plan.differences(stored)
+    if changed:
+        raise UsageError(f"'{companion_name(source.study_name)}' exists with a different {', '.join(changed)}; rerun "
+                         "with the same settings to resume it")
+    return companion, plan
 
 
 def check_presets(names: Sequence[str]) -> None:

@@ -119,3 +119,12 @@ def test_tuning_is_refused_where_it_could_not_mean_anything(hybridnas, tmp_path:
     assert _study(url, tuning_name("recipes", "chae")).get_trials() == before
     assert companion_name("recipes") not in [s.study_name for s in optuna.get_all_study_summaries(
         open_storage(url, heartbeat_interval=None))]
+
+    # A retrain that would be refused for its plan is refused before any recipe search starts.
+    code, out = retrain("recipes")
+    assert code == 0, out
+    code, out = hybridnas("retrain", "--study", "recipes", "--storage", url, "--epochs", "2", "--presets", "samc",
+                          "--tune-presets", "2", "--workers", "0")
+    assert code == 2 and "'recipes/retrain' exists with a different epochs" in out, out
+    assert tuning_name("recipes", "samc") not in [s.study_name for s in optuna.get_all_study_summaries(
+        open_storage(url, heartbeat_interval=None))]
