@@ -18,23 +18,70 @@ The `hybridnas` command is a thin layer over these functions; a notebook calls t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybridnas.common import UsageError, ctrl_c_as_request
 from hybridnas.objectives.study.definition import StudyDefinition, check_study_name
 from hybridnas.objectives.study.records import ARTIFACTS_ATTR, TRAINING, TUNED
-from hybridnas.workers.placement import Placement
+from hybridnas.workers.placement import PLACEMENT_FIELDS, Placement
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-__all__ = ["StudyDefinition", "best_trial", "export", "launch", "load", "retrain", "select", "status", "work"]
+__all__ = ["RayRun", "StudyDefinition", "best_trial", "export", "launch", "load", "retrain", "select", "status", "work"]
 
 
 def _quiet(message: str) -> None:
     """Where a launch's progress lines go by default from Python: nowhere."""
+
+
+@dataclass(frozen=True)
+class RayRun:
+    """How `launch` and `retrain` run their Ray workers, from the keywords both take: where they
+    run (`placement`), where trial files go (`artifacts`; default where the search recorded
+    them), their heartbeat (`heartbeat_interval`, `grace_period`), and what they report: `say`
+    receives the lines the CLI prints; `progress`, given a study, makes what runs every few
+    seconds while the workers run."""
+
+    placement: Placement
+    artifacts: str | None = None
+    heartbeat_interval: int = 60
+    grace_period: int | None = None
+    say: Callable[[str], None] = _quiet
+    progress: Callable[[optuna.Study], Callable[[], None]] | None = None
+
+    def __post_init__(self) -> None:
+        from hybridnas.workers.heartbeat import check_heartbeat
+
+        check_heartbeat(self.heartbeat_interval, self.grace_period)
+
+    @classmethod
+    def of(cls, **keywords: Any) -> RayRun:
+        """Placement's fields (`workers`, `threads`, `gpus_per_worker`, `cpus_per_worker`,
+        `ray_address`) and this class's others, checked before anything is stored; a misspelled
+        keyword is a TypeError, as in any signature."""
+        placement = Placement(**{name: keywords.pop(name) for name in PLACEMENT_FIELDS if name in keywords})
+        return cls(placement, **keywords)
+
+    def until_done(self, study: optuna.Study, storage: str | None, definition: StudyDefinition,
+                   recorded_in: optuna.Study) -> None:
+        """Ray workers on `study` (a search, a recipe search or the jobs of a retrain) until it is
+        done, unless the placement asks for no workers; trial files go to `artifacts`, else where
+        `recorded_in` (the search) recorded them, else the default."""
+        from hybridnas.storage import artifacts_location, mask_url
+        from hybridnas.workers.ray_workers import launch_workers
+
+        if self.placement.workers == 0:
+            return
+        location = artifacts_location(storage, self.artifacts or recorded_in.user_attrs.get(ARTIFACTS_ATTR))
+        self.say(f"artifacts in {mask_url(location)}")
+        launch_workers(study, storage, definition, self.placement, say=self.say,
+                       on_poll=self.progress(study) if self.progress else None,
+                       worker_options={"heartbeat_interval": self.heartbeat_interval,
+                                       "grace_period": self.grace_period, "artifacts": location})
 
 
 @ctrl_c_as_request()
@@ -43,64 +90,33 @@ def launch(
     *,
     study: str,
     storage: str | None = None,
-    workers: int | None = None,
-    threads: int | None = None,
-    gpus_per_worker: float = 1.0,
-    cpus_per_worker: int | None = None,
-    ray_address: str | None = None,
-    artifacts: str | None = None,
-    heartbeat_interval: int = 60,
-    grace_period: int | None = None,
-    say: Callable[[str], None] = _quiet,
-    progress: Callable[[optuna.Study], Callable[[], None]] | None = None,
     source: str = "study definition",
+    **ray: Any,
 ) -> optuna.Study:
     """Create the study (or resume the one named `study`) and run Ray workers until its budget
-    is reached; returns the study. `workers=0` only defines it (start workers elsewhere, or call
-    `work`). A resume may change only the budget; `definition` may be a StudyDefinition or the
-    fields to set (a resumed study keeps the rest; `source` names them in errors). `say` receives
-    the lines the CLI prints; `progress`, given the study, makes what runs every few seconds while
-    the workers run. Ctrl-C stops the workers, fails their running trials as "interrupted" and
-    then raises KeyboardInterrupt; launching again resumes."""
+    is reached; returns the study. `ray` holds `RayRun.of`'s keywords (`workers=2`, ...);
+    `workers=0` only defines the study (start workers elsewhere, or call `work`). A resume may
+    change only the budget; `definition` may be a StudyDefinition or the fields to set (a resumed
+    study keeps the rest; `source` names them in errors). Ctrl-C stops the workers, fails their
+    running trials as "interrupted" and then raises KeyboardInterrupt; launching again resumes."""
     from hybridnas.objectives.study.service import create_or_resume, enqueue_presets
     from hybridnas.storage import mask_url, resolve_url
     from hybridnas.training.datasets import check_dataset
-    from hybridnas.workers.heartbeat import check_heartbeat
 
     check_study_name(study)
-    check_heartbeat(heartbeat_interval, grace_period)
-    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
+    run = RayRun.of(**ray)
     given = definition.to_document() if isinstance(definition, StudyDefinition) else dict(definition)
     if "dataset" in given:
         check_dataset(given["dataset"], given.get("data_dir"))
     optuna_study, stored, created = create_or_resume(study, storage, given, source=source)
-    say(f"{'created' if created else 'resuming'} study '{study}' in {mask_url(resolve_url(storage))}")
+    run.say(f"{'created' if created else 'resuming'} study '{study}' in {mask_url(resolve_url(storage))}")
     if created and stored.enqueue_presets:
         names = enqueue_presets(optuna_study, stored)
-        say(f"queued presets first: {', '.join(names) if names else 'none fits this space'}")
+        run.say(f"queued presets first: {', '.join(names) if names else 'none fits this space'}")
     for line in stored.describe():
-        say(line)
-    if placement.workers != 0:
-        _run_on_ray(optuna_study, storage, stored, optuna_study, placement, say, progress, artifacts=artifacts,
-                    heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        run.say(line)
+    run.until_done(optuna_study, storage, stored, optuna_study)
     return optuna_study
-
-
-def _run_on_ray(
-    study: optuna.Study, storage: str | None, definition: StudyDefinition, recorded_in: optuna.Study,
-    placement: Placement, say: Callable[[str], None], progress: Callable[[optuna.Study], Callable[[], None]] | None,
-    *, artifacts: str | None, heartbeat_interval: int, grace_period: int | None,
-) -> None:
-    """Ray workers on `study` (a search or the jobs of a retrain) until it is done; trial files go
-    to `artifacts`, else where `recorded_in` (the search) recorded them, else the default."""
-    from hybridnas.storage import artifacts_location, mask_url
-    from hybridnas.workers.ray_workers import launch_workers
-
-    location = artifacts_location(storage, artifacts or recorded_in.user_attrs.get(ARTIFACTS_ATTR))
-    say(f"artifacts in {mask_url(location)}")
-    launch_workers(study, storage, definition, placement, say=say, on_poll=progress(study) if progress else None,
-                   worker_options={"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                                   "artifacts": location})
 
 
 def work(
@@ -182,16 +198,7 @@ def retrain(
     train_subset: int | None = None,
     presets: Sequence[str] = (),
     tune_presets: int = 0,
-    workers: int | None = None,
-    threads: int | None = None,
-    gpus_per_worker: float = 1.0,
-    cpus_per_worker: int | None = None,
-    ray_address: str | None = None,
-    artifacts: str | None = None,
-    heartbeat_interval: int = 60,
-    grace_period: int | None = None,
-    say: Callable[[str], None] = _quiet,
-    progress: Callable[[optuna.Study], Callable[[], None]] | None = None,
+    **ray: Any,
 ) -> list[dict[str, Any]]:
     """Retrain the best distinct architectures of study `study` (each by its best trial) longer on
     Ray workers (a rerun resumes) and return one row per trial (`trial`, `params`, `macs`,
@@ -199,16 +206,14 @@ def retrain(
     names papers' models to retrain beside them under the same budget (their rows have `preset`
     and `trial` None); with `tune_presets` N, each first gets a search of N recipes over the
     space's `training:` section (study `STUDY/tune/PRESET`, on the same workers; see
-    objectives.preset_tuning) and retrains with the best. `progress` is made from each study the
-    workers run. Ctrl-C: as in `launch`."""
+    objectives.preset_tuning) and retrains with the best. `ray`: as in `launch` (`progress` is
+    made from each study the workers run). Ctrl-C: as in `launch`."""
     from hybridnas.objectives.preset_tuning import open_tuning, tuned_recipe
     from hybridnas.objectives.retrain import check_presets, check_retrainable, pick_trials, plan_retrain, retrain_results
     from hybridnas.objectives.study.definition import stored_definition
-    from hybridnas.workers.heartbeat import check_heartbeat
 
-    check_heartbeat(heartbeat_interval, grace_period)
-    placement = Placement(workers, threads, gpus_per_worker, cpus_per_worker, ray_address)
-    ray_options = {"artifacts": artifacts, "heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+    run = RayRun.of(**ray)
+    say = run.say
     if tune_presets and not presets:
         raise UsageError("--tune-presets: name the presets to tune with --presets")
     source = load(study, storage)
@@ -220,9 +225,8 @@ def retrain(
                for name in (presets if tune_presets else ())]
     for name, tuning, tuning_definition in tunings:
         say(f"{name}: recipe search in study '{tuning.study_name}', {tune_presets} recipes")
-        if placement.workers != 0:
-            _run_on_ray(tuning, storage, tuning_definition, source, placement, say, progress, **ray_options)
-    tuned = {name: tuned_recipe(tuning, searched=placement.workers != 0) for name, tuning, _ in tunings}
+        run.until_done(tuning, storage, tuning_definition, source)
+    tuned = {name: tuned_recipe(tuning, searched=run.placement.workers != 0) for name, tuning, _ in tunings}
     for name, recipe in tuned.items():
         say(f"{name}: tuned recipe, trial {recipe[TUNED]['trial']} of {recipe[TUNED]['recipes']}: {recipe[TRAINING]}")
     companion, plan, queued, presets_as_trials = plan_retrain(
@@ -232,6 +236,5 @@ def retrain(
         say(f"{name}: trial {number} of the search is that preset, trained the same way; retrained once, "
             f"as '{number} ({name})'")
     say(f"retraining in study '{companion.study_name}' for {plan.epochs} epochs: {queued} job(s) queued")
-    if placement.workers != 0:
-        _run_on_ray(companion, storage, definition, source, placement, say, progress, **ray_options)
+    run.until_done(companion, storage, definition, source)
     return retrain_results(companion)

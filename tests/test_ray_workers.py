@@ -65,6 +65,22 @@ def test_the_python_api_refuses_what_the_cli_flags_refuse_before_storing_anythin
     assert optuna.get_all_study_summaries(open_storage(url, heartbeat_interval=None)) == []
 
 
+@pytest.mark.parametrize("call", ["launch", "retrain"])
+def test_a_misspelled_worker_keyword_is_a_type_error_before_storing_anything(call: str, tmp_path: Path) -> None:
+    import optuna
+
+    from hybridnas import search
+    from hybridnas.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'worker'"):
+        if call == "launch":
+            search.launch({"dataset": "cifar10"}, study="s", storage=url, worker=2)
+        else:
+            search.retrain("s", url, worker=2)
+    assert optuna.get_all_study_summaries(open_storage(url, heartbeat_interval=None)) == []
+
+
 PLACEMENT = """
 import collections, json, ray
 from hybridnas.workers.placement import Placement
