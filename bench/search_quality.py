@@ -21,7 +21,7 @@ architectures evaluated and the repeated evaluations.
 
 `real` compares strategies on real CIFAR-10 images (the JPEG archive in ../shared/data) at one
 wall-clock budget per search on this machine, then retrains what each search found at one longer
-budget and scores it on images the searches never saw (10,000 by default, about ±1 point). Five
+budget and scores it on images the searches never saw (10,000 by default, about ±1 point). Six
 arms, each seed's runs interleaved:
 
 * hybridnas -- `search.launch` with 2 Ray workers: the factory's sampler (TPE and local-search
@@ -33,7 +33,9 @@ arms, each seed's runs interleaved:
 * random -- the same launch with `sampler: random, pruner: none`;
 * tune -- what a user assembles from the same packages: Ray Tune's `OptunaSearch` over the same
   space (define-by-run) with the `ASHAScheduler`, a function trainable calling `train_model`,
-  2 concurrent trials of 1 CPU, `time_budget_s` as the budget.
+  2 concurrent trials of 1 CPU, `time_budget_s` as the budget;
+* pruned -- the hybridnas launch with `moves_learn_from_pruned: true`: the moves' edit model
+  also learns from pruned trials at the epoch they reached.
 
 The arms share the split (2,000 training, 500 validation and `--test-images` held-out test
 images, seeded), the `demo` space with its training section, 6 epochs, AdamW, batch 64 and
@@ -47,15 +49,17 @@ own; its CPU time is RUSAGE_CHILDREN plus Ray's workers sampled from /proc (see
 
 The summary pairs the arms within each seed (same split, same test images): the retrained winner
 (the hybridnas arm's retrain-val pick) minus the tuned best preset (the preset with the best
-retrain val), and the hybridnas arm's pick minus the tune arm's, each as the per-seed
-differences, their median and mean with a 95% t interval over the seeds.
+retrain val), the hybridnas arm's pick minus the tune arm's, and the pruned arm's pick minus the
+hybridnas arm's, each as the per-seed differences, their median and mean with a 95% t interval
+over the seeds.
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 5] [--retrain-epochs 15]
                                         [--test-images 10000] [--tune-presets 8]
-                                        [--arms hybridnas tpe warm random tune]
+                                        [--arms hybridnas tpe warm random tune pruned]
                                         [--presets chae samc] [--first-seed-presets ...]
                                         [--workdir DIR]
                                         [--out bench/results/search_quality_real.json]
+    python bench/search_quality.py real-summary FILE... [--out MERGED]   # seeds run apart, one table
 """
 
 from __future__ import annotations
@@ -337,7 +341,7 @@ def landscape(args: argparse.Namespace) -> None:
             print(f"{table[arch]:.3f}  {arch}  {edits} edits from the optimum, best neighbour {max(neighbours):.3f}")
 
 
-REAL_ARMS = ("hybridnas", "tpe", "warm", "random", "tune")
+REAL_ARMS = ("hybridnas", "tpe", "warm", "random", "tune", "pruned")
 # The README main job's data and training, for every arm: 2,000 training and 500 validation
 # images; `--test-images` more are held out of the search as the test images of the retraining.
 REAL_SPLIT = {"train_subset": 2000, "val_subset": 500}
@@ -353,10 +357,10 @@ SAMPLE_S = 0.2
 def real_definition(args: argparse.Namespace, seed: int, arm: str) -> StudyDefinition:
     """The study of one arm and seed: every arm of a seed shares the split, space, epochs, limit
     and training; the tpe arm turns the local-search moves off, the warm arm queues the paper
-    presets first, the random arm swaps the sampler and drops the pruner, and the tune arm reads
-    only its data, limit and training from it."""
+    presets first, the random arm swaps the sampler and drops the pruner, the pruned arm lets the
+    moves learn from pruned trials, and the tune arm reads only its data, limit and training from it."""
     strategy = {"random": {"sampler": "random", "pruner": "none"}, "tpe": {"local_search": 0.0},
-                "warm": {"enqueue_presets": True}}.get(arm, {})
+                "warm": {"enqueue_presets": True}, "pruned": {"moves_learn_from_pruned": True}}.get(arm, {})
     return StudyDefinition(dataset=CIFAR, space="demo", epochs=args.epochs, seed=seed, trials=100_000,
                            timeout=args.budget_s, max_macs=args.max_macs, training=REAL_TRAINING,
                            test_subset=args.test_images, **REAL_SPLIT, **strategy)
@@ -730,6 +734,11 @@ def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
             presets[p["seed"]] = max(rows, key=lambda r: r["val_top1"])
     seeds = sorted({seed for _, seed in picks})
     winner = {s: picks[("hybridnas", s)] for s in seeds if ("hybridnas", s) in picks}
+
+    def minus_hybridnas(arm: str) -> dict[str, Any] | None:
+        return paired({s: 100 * (picks[(arm, s)]["test_top1_of_val_pick"] - w["test_top1_of_val_pick"])
+                       for s, w in winner.items() if (arm, s) in picks})
+
     return {
         "winner_minus_tuned_best_preset": paired({
             s: 100 * (w["test_top1_of_val_pick"] - presets[s]["test_top1"]) for s, w in winner.items() if s in presets}),
@@ -739,6 +748,7 @@ def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
         "hybridnas_minus_tune": paired({
             s: 100 * (w["test_top1_of_val_pick"] - picks[("tune", s)]["test_top1_of_val_pick"])
             for s, w in winner.items() if ("tune", s) in picks}),
+        "pruned_minus_hybridnas": minus_hybridnas("pruned"),
         "hybridnas_cpu_s_over_tune_cpu_s": {
             s: round(next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("hybridnas", s))
                      / next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("tune", s)), 2)
@@ -790,8 +800,9 @@ def real_table(summary: dict[str, Any]) -> str:
     lines += ["", "| paired within seeds (test top-1, points) | seeds | per seed | median | mean (95% t interval) |",
               "|---|---:|---|---:|---|"]
     for label, key in (("retrained winner - tuned best preset", "winner_minus_tuned_best_preset"),
-                       ("hybridnas - Ray Tune (OptunaSearch+ASHA)", "hybridnas_minus_tune")):
-        d = summary["paired"][key]
+                       ("hybridnas - Ray Tune (OptunaSearch+ASHA)", "hybridnas_minus_tune"),
+                       ("moves learning from pruned trials - hybridnas", "pruned_minus_hybridnas")):
+        d = summary["paired"].get(key)
         if d is None:
             continue
         ci = f" ({d['ci95'][0]:+.1f} to {d['ci95'][1]:+.1f})" if d["ci95"] else ""
@@ -859,6 +870,26 @@ def real(args: argparse.Namespace) -> None:
     print(f"\nwrote {out} ({document['wall_s']} s); studies, logs and Tune's results in {workdir}")
 
 
+def real_summary_of_files(args: argparse.Namespace) -> None:
+    """Merge the runs and presets of `real` result files made on other seeds (a run cut short
+    keeps its finished seeds), then print the summary table as `real` does."""
+    documents = [json.loads(Path(f).read_text()) for f in args.files]
+    seen: set[int] = set()
+    for document in documents:
+        seeds = {run["seed"] for run in document["runs"]}
+        if seen & seeds:
+            sys.exit(f"seeds {sorted(seen & seeds)} are in more than one file")
+        seen |= seeds
+    merged = {"files": args.files, "commands": [d["command"] for d in documents],
+              "settings": [d["settings"] for d in documents], "seeds": sorted(seen),
+              "runs": [run for d in documents for run in d["runs"]],
+              "presets": [p for d in documents for p in d["presets"]]}
+    merged["summary"] = real_summary(merged)
+    if args.out:
+        Path(args.out).write_text(json.dumps(merged, indent=1) + "\n")
+    print(real_table(merged["summary"]))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -883,7 +914,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-macs", type=int, default=20_000_000, help="MAC limit of the searches (default 20M).")
     p.add_argument("--retrain-epochs", type=int, default=15, help="Epochs of every retraining (default 15).")
     p.add_argument("--arms", nargs="+", choices=REAL_ARMS, default=list(REAL_ARMS),
-                   help="Which arms to run (default all five): after a change to one arm, rerun only it.")
+                   help="Which arms to run (default all six): after a change to one arm, rerun only it.")
     p.add_argument("--presets", nargs="*", default=["chae", "samc"],
                    help="Paper presets retrained on every seed's split (default chae samc; none: no presets).")
     p.add_argument("--first-seed-presets", nargs="*", default=[],
@@ -892,6 +923,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workdir", help="Where studies, logs and Tune's results go (new or empty; default a new /tmp dir).")
     p.add_argument("--out", default=str(RESULTS / "search_quality_real.json"))
     p.set_defaults(run=real)
+    p = sub.add_parser("real-summary", help="The summary of several `real` result files (seeds run apart).")
+    p.add_argument("files", nargs="+", help="`real` result files; a seed may be in one file only.")
+    p.add_argument("--out", help="Write the merged document here.")
+    p.set_defaults(run=real_summary_of_files)
     p = sub.add_parser("real-job", help="One search or retrain of `real` in its own process (started by `real`).")
     p.add_argument("spec", help="The job's JSON file.")
     p.set_defaults(run=real_job)

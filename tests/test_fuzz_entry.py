@@ -166,6 +166,7 @@ FIELD_VALUES: dict[str, dict[Any, Valid]] = {
     "sampler": {"tpe": Valid.YES, "random": Valid.YES, "nsga2": Valid.EITHER, "bogo": Valid.NO},
     "pruner": {"hyperband": Valid.EITHER, "median": Valid.EITHER, "none": Valid.YES, "always": Valid.NO},
     "local_search": {0.0: Valid.YES, 0.5: Valid.YES, 1.5: Valid.NO, math.nan: Valid.NO},
+    "moves_learn_from_pruned": {True: Valid.YES, False: Valid.YES},
     "max_params": {10**6: Valid.YES, 0: Valid.NO, -1: Valid.NO},
     "max_macs": {10**7: Valid.YES, 0: Valid.NO},
     "max_latency_ms": {5.0: Valid.YES, 0.0: Valid.NO, -1.0: Valid.NO, math.inf: Valid.NO, math.nan: Valid.NO},

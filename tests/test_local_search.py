@@ -9,8 +9,8 @@ from typing import Any
 
 import optuna
 import pytest
-from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from hybridnas.objectives.samplers.local_search import LocalSearchSampler
 from hybridnas.objectives.study.definition import StudyDefinition
@@ -97,6 +97,57 @@ def test_a_move_makes_the_edit_the_finished_trials_predict_best(direction: str, 
     move = study.trials[5]
     assert move.system_attrs[LOCAL_SEARCH_ATTR] == {"base": 4, "param": "edge0"}
     assert move.params == {**START_UP[4], "edge0": "conv3x3"}
+
+
+EDGES = {f"edge{i}": CategoricalDistribution(OPS) for i in range(4)}
+NONE = {f"edge{i}": "none" for i in range(4)}
+
+
+def score(params: dict[str, str]) -> int:
+    return sum(OPS.index(op) for op in params.values())
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("learn_from_pruned, edit", [(False, ("edge1", "conv1x1")), (True, ("edge0", "conv3x3"))])
+def test_with_learn_from_pruned_the_move_model_reads_pruned_trials_at_their_rung(
+        seed: int, learn_from_pruned: bool, edit: tuple[str, str]) -> None:
+    """Three COMPLETE cells (all none, all skip, conv1x1 on edge1) and three pruned after epoch 1
+    with values 5 below their cell's score (conv3x3 on edge0 the best of them). From the best
+    cell (all skip), COMPLETE trials alone point at conv1x1 on edge1; with the pruned ones read
+    at their rung (its column takes up the 5 points that epoch 1 is below the end), at conv3x3
+    on edge0."""
+    study = optuna.create_study(direction="maximize", sampler=moves_only(seed=seed, learn_from_pruned=learn_from_pruned))
+    add_complete_and_pruned_cells(study)
+    study.optimize(cell, n_trials=1)
+
+    move = study.trials[-1]
+    assert move.system_attrs[LOCAL_SEARCH_ATTR] == {"base": 1, "param": edit[0]}
+    assert move.params == {**START_UP[4], edit[0]: edit[1]}
+
+
+def add_complete_and_pruned_cells(study: optuna.Study) -> None:
+    for params in (NONE, START_UP[4], {**NONE, "edge1": "conv1x1"}):
+        study.add_trial(create_trial(params=params, distributions=EDGES, value=score(params),
+                                     intermediate_values={1: score(params) - 5, 6: score(params)}))
+    for params in ({**NONE, "edge0": "conv3x3"}, {**NONE, "edge2": "skip"}, {**NONE, "edge3": "skip"}):
+        study.add_trial(create_trial(state=TrialState.PRUNED, params=params, distributions=EDGES,
+                                     intermediate_values={1: score(params) - 5}))
+
+
+def test_the_study_field_moves_learn_from_pruned_reaches_the_moves() -> None:
+    """The study sampler makes a move in about half its trials: on every seed whose first trial
+    after the six cells is a move, it is the edit the pruned cells point at."""
+    definition = StudyDefinition(dataset="cifar10", pruner="none", moves_learn_from_pruned=True)
+    first_moves = []
+    for seed in range(12):
+        study = optuna.create_study(direction="maximize", sampler=definition.make_sampler(seed_offset=seed))
+        add_complete_and_pruned_cells(study)
+        study.optimize(cell, n_trials=1)
+        first_moves += [t.params for t in moves(study)]
+
+    assert len(first_moves) >= 3
+    assert first_moves == [{**START_UP[4], "edge0": "conv3x3"}] * len(first_moves)
+    assert "learning from pruned trials too" in definition.describe()[1]
 
 
 class RecordingSampler(optuna.samplers.RandomSampler):

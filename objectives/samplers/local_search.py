@@ -7,7 +7,8 @@ that edit, is among the strongest strategies on the NAS benchmarks (White et al.
 to a move: from the best trial (or with two objectives one of the Pareto front; from the next
 best once every neighbour of the best was tried), change one discrete parameter to a value no
 earlier trial paired with the rest, choosing the edit a ridge regression of the finished trials
-predicts best (at random with two objectives). Continuous parameters are left to the wrapped
+predicts best (at random with two objectives; with `learn_from_pruned`, pruned trials count at the
+epoch they reached). Continuous parameters are left to the wrapped
 sampler, which after the first `n_shared_trials` no longer models the moves' trials. Each move
 is recorded in the trial's system attr `local_search`. The numbers behind these choices, on
 NAS-Bench-201 and real CIFAR-10, are in docs/benchmarks.md ("Sampler tuning on NAS-Bench-201"
@@ -38,6 +39,8 @@ _SEEN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _RIDGE = 1.0
 # Predicted gains closer than this are a tie, broken at random.
 _TIE = 1e-9
+# Names the move model's rung columns apart from any parameter's (name, value) column.
+_RUNG = object()
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class LocalSearchSampler(BaseSampler):
         n_startup_trials: finished trials (COMPLETE or PRUNED) before the first move.
         n_shared_trials: trials (by number) in which the wrapped sampler models every trial,
             the moves' included; after them it models only the trials that are not moves.
+        learn_from_pruned: the move model also learns from PRUNED trials, each at its last
+            reported value, with one unpenalized column per rung (the step a trial reached; every
+            COMPLETE trial one rung) so that a value at an early rung is compared with the others
+            at that rung. Off: it learns from COMPLETE trials only.
         seed: seeds the choice of trials, parameters and values.
     """
 
@@ -66,6 +73,7 @@ class LocalSearchSampler(BaseSampler):
         local_ratio: float = 0.5,
         n_startup_trials: int = 5,
         n_shared_trials: int = 30,
+        learn_from_pruned: bool = False,
         seed: int | None = None,
     ) -> None:
         if not 0.0 <= local_ratio <= 1.0:
@@ -74,6 +82,7 @@ class LocalSearchSampler(BaseSampler):
         self._local_ratio = local_ratio
         self._n_startup_trials = n_startup_trials
         self._n_shared_trials = n_shared_trials
+        self._learn_from_pruned = learn_from_pruned
         # Streams apart from the wrapped sampler's, which is usually given the same seed.
         self._rng = np.random.RandomState(None if seed is None else [seed, 1])
         self._moves: dict[int, _Move] = {}
@@ -137,6 +146,8 @@ class LocalSearchSampler(BaseSampler):
         if len(finished) < self._n_startup_trials or not any(t.state == TrialState.COMPLETE for t in finished):
             return None
         complete = [t for t in finished if t.state == TrialState.COMPLETE]
+        learned = [t for t in finished if t.state == TrialState.COMPLETE or t.intermediate_values] \
+            if self._learn_from_pruned else complete
         for base in self._best_first(complete, study.directions):
             tried = _tried_edits(base, trials)
             options = {
@@ -144,20 +155,20 @@ class LocalSearchSampler(BaseSampler):
                 if (values := _new_values(name, distribution, base.params[name], tried))
             }
             if options:
-                return _Move(base, *self._choose_edit(options, base, complete, study.directions))
+                return _Move(base, *self._choose_edit(options, base, learned, study.directions))
         return None
 
     def _choose_edit(
-        self, options: dict[str, list[Any]], base: FrozenTrial, complete: list[FrozenTrial],
+        self, options: dict[str, list[Any]], base: FrozenTrial, learned: list[FrozenTrial],
         directions: Sequence[StudyDirection],
     ) -> tuple[str, Any]:
-        """The edit of `base` the finished trials predict best (ties at random); with two
+        """The edit of `base` the `learned` trials predict best (ties at random); with two
         objectives a random parameter, then a random value of it."""
         if len(directions) > 1:
             param = sorted(options)[self._rng.randint(len(options))]
             return param, options[param][self._rng.randint(len(options[param]))]
         edits = [(name, value) for name in sorted(options) for value in options[name]]
-        gains = _predicted_gains(edits, base, complete, directions[0])
+        gains = _predicted_gains(edits, base, learned, directions[0])
         best = np.flatnonzero(gains >= gains.max() - _TIE)
         return edits[best[self._rng.randint(len(best))]]
 
@@ -212,28 +223,46 @@ def _is_enumerable(distribution: BaseDistribution) -> bool:
 
 
 def _predicted_gains(
-    edits: list[tuple[str, Any]], base: FrozenTrial, complete: list[FrozenTrial], direction: StudyDirection
+    edits: list[tuple[str, Any]], base: FrozenTrial, learned: list[FrozenTrial], direction: StudyDirection
 ) -> np.ndarray:
     """How much each one-parameter edit of `base` changes the objective, as predicted by a ridge
-    regression of the finished trials' values on their discrete parameter values (one column per
+    regression of the `learned` trials' values on their discrete parameter values (one column per
     parameter and value, an additive model: each value adds its own effect). An edit's gain is the
     new value's effect minus the old one's, sign-flipped for a minimised objective. A value no
-    trial has had has effect 0. Continuous parameters are not columns: they are TPE's to search."""
-    columns = [*edits, *((name, value) for t in complete for name, value in t.params.items()
+    trial has had has effect 0. Continuous parameters are not columns: they are TPE's to search.
+    With PRUNED trials among `learned`, each rung also has a column, left unpenalized, which
+    takes up how much lower values are at an early epoch than at the end."""
+    columns = [*edits, *((name, value) for t in learned for name, value in t.params.items()
                          if _is_enumerable(t.distributions[name]))]
-    index = {column: i for i, column in enumerate(dict.fromkeys(columns))}
-    features = np.zeros((len(complete), len(index)))
-    for row, t in enumerate(complete):
+    rungs = [_rung(t) for t in learned] if any(t.state == TrialState.PRUNED for t in learned) else []
+    index = {column: i for i, column in enumerate(dict.fromkeys([*columns, *rungs]))}
+    features = np.zeros((len(learned), len(index)))
+    for row, t in enumerate(learned):
         for item in t.params.items():
             if item in index:
                 features[row, index[item]] = 1.0
-    values = np.array([t.value for t in complete], dtype=float)
+        if rungs:
+            features[row, index[rungs[row]]] = 1.0
+    values = np.array([_learned_value(t) for t in learned], dtype=float)
     if direction == StudyDirection.MINIMIZE:
         values = -values
-    effects = np.linalg.solve(features.T @ features + _RIDGE * np.eye(len(index)),
-                              features.T @ (values - values.mean()))
+    penalty = np.full(len(index), _RIDGE)
+    penalty[[index[rung] for rung in set(rungs)]] = 0.0
+    effects = np.linalg.solve(features.T @ features + np.diag(penalty), features.T @ (values - values.mean()))
     return np.array([effects[index[(name, value)]] - effects[index[(name, base.params[name])]]
                      for name, value in edits])
+
+
+def _rung(trial: FrozenTrial) -> tuple[object, int | None]:
+    """The rung column of a trial: the last step a PRUNED trial reported; one for every COMPLETE trial."""
+    return (_RUNG, max(trial.intermediate_values) if trial.state == TrialState.PRUNED else None)
+
+
+def _learned_value(trial: FrozenTrial) -> float:
+    """A COMPLETE trial's value; a PRUNED trial's value at the last step it reported."""
+    if trial.state == TrialState.PRUNED:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return trial.value
 
 
 def _best_trials(complete: list[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:

@@ -39,7 +39,7 @@ BUDGET_FIELDS = ("trials", "timeout")
 # the training settings it takes as flags into `training`.
 DEFINITION_FLAGS = (
     "dataset", "data_dir", "train_subset", "val_subset", "test_subset", "val_fraction", "epochs", "space", "objective", "sampler",
-    "local_search",
+    "local_search", "moves_learn_from_pruned",
     "pruner", "trials", "timeout", "max_params", "max_macs", "max_latency_ms", "enqueue_presets", "seed",
 )
 TRAINING_FLAGS = ("batch_size", "optimizer", "lr", "weight_decay", "label_smoothing")
@@ -83,6 +83,9 @@ class StudyDefinition(BaseModel):
     local_search: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.5, description="With tpe: the share of trials after start-up that are local-search moves from the "
         "best trial (0: TPE alone).")
+    moves_learn_from_pruned: bool = Field(
+        False, description="With local_search: the moves' model of which edit pays also learns from pruned trials, "
+        "each at the epoch it reached (default: complete trials only).")
     pruner: Pruner | None = Field(
         None, description="hyperband | median | none (default: hyperband; none for two objectives).")
     reduction_factor: Annotated[int, Field(ge=2, le=100)] = Field(3, description="Hyperband's reduction factor.")
@@ -200,7 +203,8 @@ class StudyDefinition(BaseModel):
             tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
         if not self.local_search:
             return TrialSnapshotSampler(tpe)
-        return TrialSnapshotSampler(LocalSearchSampler(tpe, local_ratio=self.local_search, seed=seed))
+        return TrialSnapshotSampler(LocalSearchSampler(tpe, local_ratio=self.local_search,
+                                                       learn_from_pruned=self.moves_learn_from_pruned, seed=seed))
 
     def describe(self) -> list[str]:
         """What a launch runs with, one line each: space, sampler and pruner, budget, constraints, data."""
@@ -214,7 +218,8 @@ class StudyDefinition(BaseModel):
         val = self.val_subset or f"{self.val_fraction:.0%} of the training images"
         sampler = self.sampler_name
         if sampler == "tpe" and self.local_search:
-            sampler = f"tpe with local-search moves ({self.local_search:.0%} of trials)"
+            learned = ", learning from pruned trials too" if self.moves_learn_from_pruned else ""
+            sampler = f"tpe with local-search moves ({self.local_search:.0%} of trials{learned})"
         return [
             f"space: {space.name} ({space.kind}){searched}{fixed}",
             f"objective: {self.objective}; sampler: {sampler}, seed {self.seed}; pruner: {pruner}",
