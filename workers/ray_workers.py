@@ -90,15 +90,42 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> str:
                  **common)
         return f"started a local Ray ({num_cpus or os.cpu_count()} CPUs); join a cluster with --ray-address"
     try:
-        ray.init(address=address, **common)
+        _join(address, common)
     except ray.exceptions.AuthenticationError:
         raise UsageError(f"the Ray cluster at {address} refused this launch's token. {_AUTH_HINT}") from None
+    except ConnectionAbortedError as err:
+        raise UsageError(f"the Ray cluster at {address} answered but could not start a client session "
+                         f"{CLIENT_SESSION_TRIES} times ({_server_reason(err)}); its head's logs "
+                         "ray_client_server*.err say why") from None
     except ConnectionError:
         # A wrong token shows up as a connection that never succeeds, like a wrong address.
         raise UsageError(f"cannot join the Ray cluster at {address}: nothing answers there, or it refused this "
                          f"launch's token. {_AUTH_HINT}") from None
     nodes = sum(1 for node in ray.nodes() if node["Alive"])
     return f"joined the Ray cluster at {address} ({nodes} node(s))"
+
+
+# A Ray client address's head forks a session server for each connection, and that fork
+# sometimes dies at once (a gRPC race, ray-project/ray#63202: a few percent of connections,
+# more on a busy head); the next connection forks a new one.
+CLIENT_SESSION_TRIES = 4
+
+
+def _join(address: str, common: dict[str, Any]) -> None:
+    """`ray.init(address)`, connecting again when a Ray client session fails to start."""
+    for attempt in range(1, CLIENT_SESSION_TRIES + 1):
+        try:
+            ray.init(address=address, **common)
+            return
+        except ConnectionAbortedError:
+            if attempt == CLIENT_SESSION_TRIES:
+                raise
+
+
+def _server_reason(err: ConnectionAbortedError) -> str:
+    """The last line of the head's answer (Ray puts a traceback under a generic first line)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def launch_workers(
@@ -224,7 +251,8 @@ class _Fleet:
             except ray.exceptions.RayActorError as err:
                 self.bury(w, first_line(err))
                 continue
-            self.record(w.worker_id, state="stopped", reason=result["stopped"])
+            # a worker that found the study over may finish before a poll noted where it ran
+            self.record(w.worker_id, state="stopped", reason=result["stopped"], **(w.where or ray.get(w.placed)))
             finished.append(result)
         return finished
 
