@@ -1,8 +1,8 @@
 """One spelling per architecture: a config with the fields its model never reads left out.
 
 Two configs that build the same model (a stem's settings when there is no stem, a pool size
-with no pooling, a rate-0 dropout's kind, attention fields of other attention kinds) have the
-same canonical form. It is the identity a search uses to recognise a repeated architecture,
+with no pooling, a rate-0 dropout's kind, attention fields of other attention kinds, an
+average-pool head on a 1x1 map, which is a flatten head) have the same canonical form. It is the identity a search uses to recognise a repeated architecture,
 and the form `export` writes, so an exported file says only what the model is made of.
 Parsing a canonical form gives back a config that builds the same modules and state dict.
 """
@@ -75,9 +75,11 @@ def canonical_config(cfg: ArchConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"name": data["name"]} if data["name"] is not None else {}
     out["input"] = data["input"]
     out["stem"] = _stem(data["stem"])
-    widths = [channels for channels, _ in cfg.feature_shapes()]
-    out["stages"] = [_stage(stage, width) for stage, width in zip(data["stages"], widths)]
+    shapes = cfg.feature_shapes()
+    out["stages"] = [_stage(stage, width) for stage, (width, _) in zip(data["stages"], shapes)]
     head = dict(data["head"])
+    if head["kind"] == "avgpool" and shapes[-1][1] == 1:
+        head["kind"] = "flatten"  # the same Linear on the same features; Group18's paper says flatten
     if not head["hidden_units"]:
         head.pop("activation")
     out["head"] = head
