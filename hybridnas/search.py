@@ -108,7 +108,13 @@ def launch(
     given = definition.to_document() if isinstance(definition, StudyDefinition) else dict(definition)
     if "dataset" in given:
         check_dataset(given["dataset"], given.get("data_dir"))
-    optuna_study, stored, created = create_or_resume(study, storage, given, source=source)
+    # Local workers' data is loaded here anyway: for a new study, before it is stored, so a split
+    # the dataset cannot give (more validation images than it has) leaves the name free.
+    local_workers = run.placement.address is None and run.placement.workers != 0
+    if local_workers:
+        from hybridnas.workers.worker import prepare_data
+    optuna_study, stored, created = create_or_resume(study, storage, given, source=source,
+                                                      check=prepare_data if local_workers else None)
     run.say(f"{'created' if created else 'resuming'} study '{study}' in {mask_url(resolve_url(storage))}")
     if created and stored.enqueue_presets:
         names = enqueue_presets(optuna_study, stored)

@@ -267,3 +267,19 @@ def test_output_paths_are_checked_before_any_work(hybridnas: Run, url: str, data
 def test_worker_counts_are_bounded(hybridnas: Run, url: str, data: str, flag: str, value: str) -> None:
     _one_error_line(*_launch(hybridnas, url, data, flag, value), flag)
     assert _studies(url) == []
+
+
+# A split the dataset cannot give: found where the local workers' data is loaded, before the
+# study is stored, so the corrected launch can take the name.
+
+def test_more_validation_images_than_the_split_has_is_refused_before_storing(
+        hybridnas: Run, url: str, data: str) -> None:
+    launch = ("launch", "--study", "s", "--storage", url, "--dataset", data, "--space", TINY_SPACE)
+    for flag, value, said in [("--val-subset", "3", "val_subset: 3 is more than the 2 validation images"),
+                              ("--train-subset", "15", "train_subset: 15 is more than the 14 training images")]:
+        code, out = hybridnas(*launch, "--workers", "1", flag, value)
+        _one_error_line(code, out.splitlines()[-1] + "\n", said, "16 training images")  # after the Ctrl-C hint
+    assert _studies(url) == []
+    code, out = hybridnas(*launch, "--workers", "0", "--val-subset", "2", "--train-subset", "14")
+    assert code == 0, out
+    assert optuna.load_study(study_name="s", storage=url).user_attrs["hybridnas"]["val_subset"] == 2

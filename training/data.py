@@ -111,6 +111,14 @@ def load_data(
         raise DataError(f"{spec}: no test split (a folder dataset needs train/ and test/ directories, "
                         "or hold some training images out with test_subset)")
     train_idx, val_idx = (pool[i] for i in stratified_split(labels[pool], val_fraction, seed))
+    held = f" after {len(labels) - len(pool):,} held out as test images" if len(pool) < len(labels) else ""
+    for field, asked, part, images_of, remedy in (
+            ("train_subset", train_subset, train_idx, "training", "lower val_fraction"),
+            ("val_subset", val_subset, val_idx, "validation", "raise val_fraction")):
+        if asked is not None and asked > len(part):
+            raise DataError(f"{field}: {asked:,} is more than the {len(part):,} {images_of} images there are "
+                            f"({spec}: {len(pool):,} training images{held}, val_fraction {val_fraction:g}); "
+                            f"ask for fewer or {remedy}")
     if train_subset is not None:
         train_idx = train_idx[:train_subset]
     if val_subset is not None:

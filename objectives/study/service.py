@@ -22,6 +22,8 @@ from hybridnas.objectives.study.definition import (
 from hybridnas.objectives.study.records import DEFINITION_ATTR, KIND_ATTR, PRESET, SEARCH, WORKERS_ATTR, TrialRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
 
 
@@ -57,7 +59,8 @@ def timeout_left(study: optuna.Study, timeout: float | None, now: datetime | Non
 
 
 def create_or_resume(
-    study_name: str, storage_url: str | None, given: dict[str, Any], source: str = "study definition"
+    study_name: str, storage_url: str | None, given: dict[str, Any], source: str = "study definition",
+    check: Callable[[StudyDefinition], None] | None = None,
 ) -> tuple[optuna.Study, StudyDefinition, bool]:
     """(study, definition, created). A resume may change the budget, nothing else.
 
@@ -65,7 +68,8 @@ def create_or_resume(
     arguments); `source` names them in errors. Resuming with nothing given keeps the stored
     definition as it is. Only a search study is resumed; an existing study of another kind (a
     retrain companion, a plain Optuna study with trials) or shape (other directions) is refused
-    before anything is written to it.
+    before anything is written to it. `check` runs on a new study's definition before it is
+    stored, so what it refuses leaves the name free for the corrected definition.
     """
     import optuna
     from optuna.exceptions import ExperimentalWarning
@@ -99,6 +103,8 @@ def create_or_resume(
     if "dataset" not in given:
         raise ConfigError(f"{source}: dataset: a new study needs a dataset")
     definition = validate_definition(given, source)
+    if check is not None:
+        check(definition)
     if study is None:
         study = optuna.create_study(study_name=study_name, storage=storage, directions=definition.directions)
     else:
