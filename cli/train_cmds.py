@@ -52,7 +52,7 @@ def train_cmd(**options: Any) -> None:
     data = load_data(
         options["dataset"], data_dir=options["data_dir"], val_fraction=options["val_fraction"],
         train_subset=options["train_subset"], val_subset=options["val_subset"], test_subset=options["test_subset"],
-        with_test=options["test"], seed=options["seed"], device=settings.device,
+        with_test=options["test"], seed=options["seed"], device=settings.device, exact_subsets=True,
     )
     if preset_name is not None:
         cfg = resolve_config(None, preset_name, num_classes or data.num_classes, image_size or data.image_size)

@@ -112,9 +112,9 @@ def launch(
     # the dataset cannot give (more validation images than it has) leaves the name free.
     local_workers = run.placement.address is None and run.placement.workers != 0
     if local_workers:
-        from hybridnas.workers.worker import prepare_data
+        from hybridnas.workers.worker import check_split
     optuna_study, stored, created = create_or_resume(study, storage, given, source=source,
-                                                      check=prepare_data if local_workers else None)
+                                                      check=check_split if local_workers else None)
     run.say(f"{'created' if created else 'resuming'} study '{study}' in {mask_url(resolve_url(storage))}")
     if created and stored.enqueue_presets:
         names = enqueue_presets(optuna_study, stored)

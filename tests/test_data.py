@@ -57,6 +57,16 @@ def test_val_split_does_not_depend_on_train_subset_but_on_seed() -> None:
     assert not torch.equal(small.val_x, other_seed.val_x)
 
 
+def test_a_subset_over_its_part_of_the_split_is_an_error_only_when_exact() -> None:
+    with pytest.raises(DataError) as info:
+        load_data(SPEC, val_subset=5000, test_subset=10_000, exact_subsets=True)
+    assert str(info.value) == ("val_subset: 5,000 is more than the 4,000 validation images there are "
+                               f"({SPEC}: 40,000 training images after 10,000 held out as test images, "
+                               "val_fraction 0.1); ask for fewer or raise val_fraction")
+    stored = load_data(SPEC, train_subset=64, val_subset=5000, test_subset=10_000)  # as studies stored before
+    assert len(stored.val_x) == 4000
+
+
 def test_full_split_is_ten_percent_per_class() -> None:
     d = load_data(SPEC, val_fraction=0.1)
     assert d.val_y.bincount().tolist() == [500] * 10

@@ -272,7 +272,7 @@ def test_worker_counts_are_bounded(hybridnas: Run, url: str, data: str, flag: st
 # A split the dataset cannot give: found where the local workers' data is loaded, before the
 # study is stored, so the corrected launch can take the name.
 
-def test_more_validation_images_than_the_split_has_is_refused_before_storing(
+def test_more_images_than_the_split_has_is_refused_before_storing(
         hybridnas: Run, url: str, data: str) -> None:
     launch = ("launch", "--study", "s", "--storage", url, "--dataset", data, "--space", TINY_SPACE)
     for flag, value, said in [("--val-subset", "3", "val_subset: 3 is more than the 2 validation images"),
@@ -280,6 +280,8 @@ def test_more_validation_images_than_the_split_has_is_refused_before_storing(
         code, out = hybridnas(*launch, "--workers", "1", flag, value)
         _one_error_line(code, out.splitlines()[-1] + "\n", said, "16 training images")  # after the Ctrl-C hint
     assert _studies(url) == []
+    _one_error_line(*hybridnas("train", "--preset", "group18", "--dataset", data, "--val-subset", "3"),
+                    "val_subset: 3 is more than the 2 validation images")
     code, out = hybridnas(*launch, "--workers", "0", "--val-subset", "2", "--train-subset", "14")
     assert code == 0, out
     assert optuna.load_study(study_name="s", storage=url).user_attrs["hybridnas"]["val_subset"] == 2

@@ -82,6 +82,7 @@ def load_data(
     seed: int = 0,
     device: str | torch.device = "cpu",
     image_size: int | None = None,
+    exact_subsets: bool = False,
 ) -> DataSplits:
     """Load a dataset and split a stratified, seeded validation set off its training split.
 
@@ -95,6 +96,10 @@ def load_data(
     that has none, `test_subset` training images held out before anything else is split off:
     class-stratified, seeded, disjoint from train and val whether or not `with_test` asks for
     them, so a search never trains or validates on images its final score is taken on.
+
+    `train_subset` / `val_subset` larger than their part of the split take all of it; with
+    `exact_subsets` (new input: a launch's new study, `train`) they are a DataError with the
+    numbers. Workers and retrains take a stored study's split as it has always been taken.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -115,7 +120,7 @@ def load_data(
     for field, asked, part, images_of, remedy in (
             ("train_subset", train_subset, train_idx, "training", "lower val_fraction"),
             ("val_subset", val_subset, val_idx, "validation", "raise val_fraction")):
-        if asked is not None and asked > len(part):
+        if exact_subsets and asked is not None and asked > len(part):
             raise DataError(f"{field}: {asked:,} is more than the {len(part):,} {images_of} images there are "
                             f"({spec}: {len(pool):,} training images{held}, val_fraction {val_fraction:g}); "
                             f"ask for fewer or {remedy}")

@@ -75,6 +75,12 @@ def worker_data(definition: StudyDefinition, device: str, *, with_test: bool = F
     return _cached_data(tuple(getattr(definition, f) for f in _SPLIT_FIELDS), device, with_test)
 
 
+def check_split(definition: StudyDefinition) -> None:
+    """DataError unless the dataset gives the study's split exactly as its subsets ask."""
+    fields = {name: getattr(definition, name) for name in _SPLIT_FIELDS}
+    load_data(fields.pop("dataset"), **fields, exact_subsets=True)
+
+
 def prepare_data(definition: StudyDefinition) -> None:
     """Download / decode the dataset into the on-disk caches without keeping it in memory."""
     worker_data(definition, "cpu")
