@@ -51,7 +51,8 @@ The summary pairs the arms within each seed (same split, same test images): the 
 (the hybridnas arm's retrain-val pick) minus the tuned best preset (the preset with the best
 retrain val), the hybridnas arm's pick minus the tune arm's, and the pruned arm's pick minus the
 hybridnas arm's, each as the per-seed differences, their median and mean with a 95% t interval
-over the seeds.
+over the seeds. Each search also records how its local-search moves did against the trials they
+edited (`move_outcomes`).
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 5] [--retrain-epochs 15]
                                         [--test-images 10000] [--tune-presets 8]
@@ -60,6 +61,7 @@ over the seeds.
                                         [--workdir DIR]
                                         [--out bench/results/search_quality_real.json]
     python bench/search_quality.py real-summary FILE... [--out MERGED]   # seeds run apart, one table
+    python bench/search_quality.py real-moves DB... [--out FILE]         # the moves against their bases
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ from hybridnas.models.profile import profile
 from hybridnas.objectives.study.dedup import declare, reuse_or_train
 from hybridnas.objectives.study.service import space_exhausted
 from hybridnas.objectives.study.definition import StudyDefinition, validate_definition
-from hybridnas.objectives.study.records import ARCH_KEY, TrialRecord
+from hybridnas.objectives.study.records import ARCH_KEY, LOCAL_SEARCH_ATTR, TrialRecord
 from hybridnas.search_space import SearchSpace
 from hybridnas.training.data import DataSplits
 from hybridnas.training.loop import EpochReport, train_model
@@ -488,7 +490,41 @@ def launch_search(job: dict[str, Any]) -> dict[str, Any]:
         "best_val_top1": max(complete, default=None),
         "best_val_top1_any_epoch": max((v for t in trained for v in t.intermediate_values.values()), default=None),
         "search_s": search_span(trials),
+        "moves": move_outcomes(trials),
     }
+
+
+def move_outcomes(trials: list[FrozenTrial]) -> dict[str, Any]:
+    """How the local-search moves did against the trial each one edited: a trained move's val
+    top-1 at the last epoch it reached minus its base's at that epoch (a pruned move is compared
+    where it stopped), in points; and whether the search's best trial is a move. Sharper than the
+    retrained winner for telling two move models apart: every move is a paired comparison."""
+    by_number = {t.number: t for t in trials}
+    moves = [t for t in trials if TrialRecord(t).is_local_search_move]
+    gains = []
+    for move in moves:
+        base = by_number[move.system_attrs[LOCAL_SEARCH_ATTR]["base"]]
+        reached = max(move.intermediate_values, default=None)
+        if reached is not None and reached in base.intermediate_values:
+            gains.append(100 * (move.intermediate_values[reached] - base.intermediate_values[reached]))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and TrialRecord(t).counts_toward_budget]
+    best = max(complete, key=lambda t: t.value, default=None)
+    return {"moves": len(moves), "trained_and_compared": len(gains), "better_than_base": sum(g > 0 for g in gains),
+            "median_gain_points": round(statistics.median(gains), 2) if gains else None,
+            "best_is_move": best is not None and TrialRecord(best).is_local_search_move}
+
+
+def real_moves(args: argparse.Namespace) -> None:
+    """`move_outcomes` of finished searches, read from their studies (`<arm>-s<seed>.db` in a
+    `real` workdir): for runs made before the searches recorded it."""
+    outcomes = {}
+    for db in args.databases:
+        name = Path(db).stem
+        outcomes[name] = move_outcomes(optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials())
+        print(name, json.dumps(outcomes[name]))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"command": " ".join(["python", "bench/search_quality.py", *sys.argv[1:]]),
+                                              "moves": outcomes}, indent=1) + "\n")
 
 
 def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -927,6 +963,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("files", nargs="+", help="`real` result files; a seed may be in one file only.")
     p.add_argument("--out", help="Write the merged document here.")
     p.set_defaults(run=real_summary_of_files)
+    p = sub.add_parser("real-moves", help="How the local-search moves of finished `real` searches did against their bases.")
+    p.add_argument("databases", nargs="+", help="Search studies' databases, `<arm>-s<seed>.db` in a `real` workdir.")
+    p.add_argument("--out", help="Write the outcomes here as JSON.")
+    p.set_defaults(run=real_moves)
     p = sub.add_parser("real-job", help="One search or retrain of `real` in its own process (started by `real`).")
     p.add_argument("spec", help="The job's JSON file.")
     p.set_defaults(run=real_job)

