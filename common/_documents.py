@@ -17,10 +17,22 @@ def format_validation_error(err: ValidationError) -> str:
     """pydantic's errors as one line of 'dotted.field: reason' parts."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
+        loc = ".".join(_field_name(p) for p in e["loc"])
+        msg = _one_line(e["msg"].removeprefix("Value error, "))
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+def _field_name(part: object) -> str:
+    """A location part as written, or quoted with escapes where it is not a printable name: a
+    document's own key (an unknown field) can hold a line break or be empty."""
+    text = str(part)
+    return text if text and text.isprintable() else repr(text)
+
+
+def _one_line(text: str) -> str:
+    """`text` with its control characters escaped, for a reason that quotes the document."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def validate_model(model: type[Model], data: Any, source: str) -> Model:

@@ -293,6 +293,16 @@ def test_known_config_bugs(tmp_path: Path, text: str) -> None:
     assert isinstance(load_config_outcome(path), ConfigError)
 
 
+@pytest.mark.parametrize("key", ["\n", "a\nb", "\t", ""])
+def test_an_unknown_key_with_a_line_break_is_quoted_in_the_one_line_error(tmp_path: Path, key: str) -> None:
+    document = copy.deepcopy(PRESET_DOCS["chae"])
+    document["input"][key] = 0
+    outcome = load_config_outcome(_write(tmp_path, document, "json"))
+    assert isinstance(outcome, ConfigError)
+    assert_one_line(outcome, "input")
+    assert f"input.{key!r}: Extra inputs are not permitted" in str(outcome)
+
+
 KNOWN_SPACE_BUGS = [
     pytest.param("kind: union\nname: u\nknobs: {stages: {low: 1, high: 1000000}}", id="stages-1e6-hang"),
     pytest.param("kind: union\nname: u\nknobs: {stages: {low: 5, high: 1}}", id="low-above-high-ValueError"),
