@@ -31,8 +31,9 @@ def _field_name(part: object) -> str:
 
 
 def _one_line(text: str) -> str:
-    """`text` with its control characters escaped, for a reason that quotes the document."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    """`text` with its non-printable characters escaped (letters of any script kept), for a reason
+    that quotes the document."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def validate_model(model: type[Model], data: Any, source: str) -> Model:

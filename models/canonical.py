@@ -3,8 +3,9 @@
 Two configs that build the same model (a stem's settings when there is no stem, a pool size
 with no pooling, a rate-0 dropout's kind, attention fields of other attention kinds, an
 average-pool head on a 1x1 map, which is a flatten head) have the same canonical form. It is
-the identity a search uses to recognise a repeated architecture, and the form `export` writes, so an exported file says only what the model is made of.
-Parsing a canonical form gives back a config that builds the same modules and state dict.
+the identity a search uses to recognise a repeated architecture, and the form `export` writes,
+so an exported file says only what the model is made of. Parsing a canonical form gives back a
+config that builds the same modules and state dict.
 """
 
 from __future__ import annotations

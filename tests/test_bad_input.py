@@ -25,8 +25,9 @@ import yaml
 from helpers import no_hang
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError, field_validator
 
-from hybridnas.common import ConfigError
+from hybridnas.common import ConfigError, format_validation_error
 from hybridnas.models.config import ArchConfig, load_config
 from hybridnas.models.presets import PRESETS, preset
 from hybridnas.search_space import BUILTIN_SPACES, SPACES_DIR, load_space, sample_configs
@@ -301,6 +302,20 @@ def test_an_unknown_key_with_a_line_break_is_quoted_in_the_one_line_error(tmp_pa
     assert isinstance(outcome, ConfigError)
     assert_one_line(outcome, "input")
     assert f"input.{key!r}: Extra inputs are not permitted" in str(outcome)
+
+
+def test_a_reason_quoting_a_line_break_stays_one_line_and_keeps_its_letters() -> None:
+    class Named(BaseModel):
+        name: str
+
+        @field_validator("name")
+        @classmethod
+        def known(cls, value: str) -> str:
+            raise ValueError(f"no preset named {value}")
+
+    with pytest.raises(ValidationError) as caught:
+        Named(name="café\nzürich\t")
+    assert format_validation_error(caught.value) == "name: no preset named café\\nzürich\\t"
 
 
 KNOWN_SPACE_BUGS = [
