@@ -18,7 +18,10 @@ from ray_nodes import RayCluster, children
 from hybridnas.objectives.study.records import WORKERS_ATTR
 from hybridnas.storage import retried_from
 
-TRIALS = 8
+# Enough work that the survivor cannot finish the study alone before the replacement has started
+# on the node that joins (trials take ~3 s here; a node and a worker take 20-40 s to start on a busy
+# machine): with 8 the survivor finished first and the replacement was never needed.
+TRIALS = 24
 
 
 @pytest.fixture
@@ -69,12 +72,12 @@ def test_a_lost_node_is_replaced_and_the_study_still_completes(pg_study: PgStudy
     assert len({w["node"] for w in workers.values() if "node" in w}) == 2, workers  # one worker per node
     (victim_trial,) = [t for t in s.by_state(TrialState.RUNNING) if t.user_attrs.get("worker") == victim]
     cluster.kill_node(second)
+    cluster.add_node(num_cpus=1)  # room again, joining while Ray notices the loss: the replacement starts here
 
     wait_for(lambda: _workers(s).get(victim, {}).get("state") == "died", "the launcher to see the worker die",
              timeout=120)
     failed = [t for t in s.trials() if t.number == victim_trial.number][0]
     assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith(f"worker {victim} died")
-    cluster.add_node(num_cpus=1)  # room again: the replacement starts here
 
     assert s.wait(launch, timeout=420) == 0, s.log(launch)
     log = s.log(launch)
