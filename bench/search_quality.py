@@ -770,10 +770,11 @@ def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
         if rows:
             presets[p["seed"]] = max(rows, key=lambda r: r["val_top1"])
     seeds = sorted({seed for _, seed in picks})
-    winner = {s: picks[("hybridnas", s)] for s in seeds if ("hybridnas", s) in picks}
 
     def arm_picks(arm: str) -> dict[int, dict[str, float]]:
         return {s: picks[(arm, s)] for s in seeds if (arm, s) in picks}
+
+    winner = arm_picks("hybridnas")
 
     def minus_hybridnas(arm: str) -> dict[str, Any] | None:
         return paired({s: 100 * (pick["test_top1_of_val_pick"] - winner[s]["test_top1_of_val_pick"])

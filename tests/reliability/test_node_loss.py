@@ -20,7 +20,7 @@ from hybridnas.storage import retried_from
 
 # Enough work that the survivor cannot finish the study alone before the replacement has started
 # on the node that joins (trials take ~3 s here; a node and a worker take 20-40 s to start on a busy
-# machine): with 8 the survivor finished first and the replacement was never needed.
+# machine).
 TRIALS = 24
 
 
