@@ -21,7 +21,7 @@ architectures evaluated and the repeated evaluations.
 
 `real` compares strategies on real CIFAR-10 images (the JPEG archive in ../shared/data) at one
 wall-clock budget per search on this machine, then retrains what each search found at one longer
-budget and scores it on images the searches never saw (10,000 by default, about ±1 point). Six
+budget and scores it on images the searches never saw (10,000 by default, about ±1 point). Seven
 arms, each seed's runs interleaved:
 
 * hybridnas -- `search.launch` with 2 Ray workers: the factory's sampler (TPE and local-search
@@ -30,6 +30,9 @@ arms, each seed's runs interleaved:
 * tpe -- the same launch with the local-search moves off (`local_search: 0`): TPE alone;
 * warm -- the hybridnas launch with `enqueue_presets: true`: the paper presets the space holds
   (CHAE's model in `demo`) are its first trials, at the study's training settings;
+* capped -- the warm launch with `max_params` at the smaller baseline preset's parameters
+  (CHAE's 370,032): a sample with more is infeasible and never trained, so its winner has no
+  more parameters than either preset;
 * random -- the same launch with `sampler: random, pruner: none`;
 * tune -- what a user assembles from the same packages: Ray Tune's `OptunaSearch` over the same
   space (define-by-run) with the `ASHAScheduler`, a function trainable calling `train_model`,
@@ -48,16 +51,16 @@ own; its CPU time is RUSAGE_CHILDREN plus Ray's workers sampled from /proc (see
 `ProcessTreeSampler`).
 
 The summary pairs the arms within each seed (same split, same test images): the retrained winner
-(the hybridnas arm's retrain-val pick) and the warm arm's pick minus the tuned best preset (the
-preset with the best retrain val), the hybridnas arm's pick minus the tune arm's, and the pruned and
-warm arms' picks minus the hybridnas arm's, each as the per-seed differences, their median and mean
-with a 95% t interval over the seeds. `real-summary --presets-from` pairs a rerun of some arms with
+(the hybridnas arm's retrain-val pick) and the warm and capped arms' picks minus the tuned best
+preset (the preset with the best retrain val), and the pairs of arms in `ARM_PAIRS` (the
+hybridnas, warm and capped arms against the tune arm, ...), each as the per-seed differences, their
+median and mean with a 95% t interval over the seeds. `real-summary --presets-from` pairs a rerun of some arms with
 the presets an earlier run retrained on the same splits. Each search also records how its
 local-search moves did against the trials they edited (`move_outcomes`).
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 5] [--retrain-epochs 15]
                                         [--test-images 10000] [--tune-presets 8]
-                                        [--arms hybridnas tpe warm random tune pruned]
+                                        [--arms hybridnas tpe warm capped random tune pruned]
                                         [--presets chae samc] [--first-seed-presets ...]
                                         [--workdir DIR]
                                         [--out bench/results/search_quality_real.json]
@@ -344,7 +347,7 @@ def landscape(args: argparse.Namespace) -> None:
             print(f"{table[arch]:.3f}  {arch}  {edits} edits from the optimum, best neighbour {max(neighbours):.3f}")
 
 
-REAL_ARMS = ("hybridnas", "tpe", "warm", "random", "tune", "pruned")
+REAL_ARMS = ("hybridnas", "tpe", "warm", "capped", "random", "tune", "pruned")
 # The README main job's data and training, for every arm: 2,000 training and 500 validation
 # images; `--test-images` more are held out of the search as the test images of the retraining.
 REAL_SPLIT = {"train_subset": 2000, "val_subset": 500}
@@ -357,13 +360,29 @@ TOP = 3
 SAMPLE_S = 0.2
 
 
+# The paper presets every seed's searches are compared with (`--presets`), at CIFAR-10's shape.
+BASELINE_PRESETS = ("chae", "samc")
+
+
+@functools.cache
+def fewest_baseline_params() -> int:
+    """The parameters of the smallest baseline preset (CHAE's 370,032): the capped arm's
+    `max_params`, so its winner has no more parameters than either preset."""
+    from hybridnas.models.presets import preset
+
+    return min(profile(preset(name, num_classes=10, image_size=32)).params for name in BASELINE_PRESETS)
+
+
 def real_definition(args: argparse.Namespace, seed: int, arm: str) -> StudyDefinition:
     """The study of one arm and seed: every arm of a seed shares the split, space, epochs, limit
     and training; the tpe arm turns the local-search moves off, the warm arm queues the paper
-    presets first, the random arm swaps the sampler and drops the pruner, the pruned arm lets the
-    moves learn from pruned trials, and the tune arm reads only its data, limit and training from it."""
+    presets first, the capped arm is the warm arm with `max_params` at the smallest baseline
+    preset's, the random arm swaps the sampler and drops the pruner, the pruned arm lets the moves
+    learn from pruned trials, and the tune arm reads only its data, limit and training from it."""
     strategy = {"random": {"sampler": "random", "pruner": "none"}, "tpe": {"local_search": 0.0},
-                "warm": {"enqueue_presets": True}, "pruned": {"moves_learn_from_pruned": True}}.get(arm, {})
+                "warm": {"enqueue_presets": True},
+                "capped": {"enqueue_presets": True, "max_params": fewest_baseline_params()},
+                "pruned": {"moves_learn_from_pruned": True}}.get(arm, {})
     return StudyDefinition(dataset=CIFAR, space="demo", epochs=args.epochs, seed=seed, trials=100_000,
                            timeout=args.budget_s, max_macs=args.max_macs, training=REAL_TRAINING,
                            test_subset=args.test_images, **REAL_SPLIT, **strategy)
@@ -759,11 +778,20 @@ def paired(differences: dict[int, float]) -> dict[str, Any] | None:
             "ci95": None if half is None else (mean - half, mean + half)}
 
 
+# The arms scored against the tuned best preset, by the name their keys carry ("winner" is the
+# hybridnas arm's pick), and the pairs of arms compared within a seed (arm minus base).
+PRESET_PAIRED_ARMS = {"hybridnas": "winner", "warm": "warm", "capped": "capped"}
+ARM_PAIRS = (("hybridnas", "tune"), ("warm", "tune"), ("capped", "tune"), ("pruned", "hybridnas"),
+             ("warm", "hybridnas"), ("capped", "warm"))
+
+
 def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
-    """Within each seed, the hybridnas and warm arms' retrain-val picks against the tuned best preset
-    (the preset with the best retrain val), and each other arm's pick against the hybridnas arm's:
-    test top-1 differences in points, and the parameters of each side."""
+    """Within each seed, the searching arms' retrain-val picks against the tuned best preset (the
+    preset with the best retrain val) and the pairs of `ARM_PAIRS` against each other: test top-1
+    differences in points, the parameters of each side, and each arm's search CPU time over the
+    tune arm's."""
     picks = {(run["arm"], run["seed"]): n for run in document["runs"] if (n := run_numbers(run))}
+    cpu_s = {(run["arm"], run["seed"]): run["search"]["cpu_s"] for run in document["runs"] if run_numbers(run)}
     presets = {}
     for p in document["presets"]:
         rows = [r for r in p["retrain"].get("rows", []) if r.get("test_top1") is not None]
@@ -774,11 +802,10 @@ def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
     def arm_picks(arm: str) -> dict[int, dict[str, float]]:
         return {s: picks[(arm, s)] for s in seeds if (arm, s) in picks}
 
-    winner = arm_picks("hybridnas")
-
-    def minus_hybridnas(arm: str) -> dict[str, Any] | None:
-        return paired({s: 100 * (pick["test_top1_of_val_pick"] - winner[s]["test_top1_of_val_pick"])
-                       for s, pick in arm_picks(arm).items() if s in winner})
+    def between(arm: str, base: str) -> dict[str, Any] | None:
+        other = arm_picks(base)
+        return paired({s: 100 * (pick["test_top1_of_val_pick"] - other[s]["test_top1_of_val_pick"])
+                       for s, pick in arm_picks(arm).items() if s in other})
 
     def minus_preset(arm: str) -> dict[str, Any] | None:
         return paired({s: 100 * (pick["test_top1_of_val_pick"] - presets[s]["test_top1"])
@@ -788,22 +815,17 @@ def seed_pairs(document: dict[str, Any]) -> dict[str, Any]:
         return {s: pick["params_of_val_pick"] - presets[s]["params"] for s, pick in arm_picks(arm).items()
                 if s in presets}
 
-    return {
-        "winner_minus_tuned_best_preset": minus_preset("hybridnas"),
-        "winner_params_minus_preset_params": params_minus_preset("hybridnas"),
-        "warm_minus_tuned_best_preset": minus_preset("warm"),
-        "warm_params_minus_preset_params": params_minus_preset("warm"),
-        "best_preset_per_seed": {s: {"preset": r["preset"], "tuned": r.get("tuned")} for s, r in presets.items()},
-        "hybridnas_minus_tune": paired({
-            s: 100 * (w["test_top1_of_val_pick"] - picks[("tune", s)]["test_top1_of_val_pick"])
-            for s, w in winner.items() if ("tune", s) in picks}),
-        "pruned_minus_hybridnas": minus_hybridnas("pruned"),
-        "warm_minus_hybridnas": minus_hybridnas("warm"),
-        "hybridnas_cpu_s_over_tune_cpu_s": {
-            s: round(next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("hybridnas", s))
-                     / next(r["search"]["cpu_s"] for r in document["runs"] if (r["arm"], r["seed"]) == ("tune", s)), 2)
-            for s in winner if ("tune", s) in picks},
-    }
+    out: dict[str, Any] = {}
+    for arm, label in PRESET_PAIRED_ARMS.items():
+        out[f"{label}_minus_tuned_best_preset"] = minus_preset(arm)
+        out[f"{label}_params_minus_preset_params"] = params_minus_preset(arm)
+    out["best_preset_per_seed"] = {s: {"preset": r["preset"], "tuned": r.get("tuned")} for s, r in presets.items()}
+    for arm, base in ARM_PAIRS:
+        out[f"{arm}_minus_{base}"] = between(arm, base)
+    for arm in PRESET_PAIRED_ARMS:
+        out[f"{arm}_cpu_s_over_tune_cpu_s"] = {s: round(cpu_s[(arm, s)] / cpu_s[("tune", s)], 2)
+                                               for s in arm_picks(arm) if ("tune", s) in cpu_s}
+    return out
 
 
 def real_summary(document: dict[str, Any]) -> dict[str, Any]:
@@ -851,9 +873,13 @@ def real_table(summary: dict[str, Any]) -> str:
               "|---|---:|---|---:|---|"]
     for label, key in (("retrained winner - tuned best preset", "winner_minus_tuned_best_preset"),
                        ("warm arm's winner - tuned best preset", "warm_minus_tuned_best_preset"),
+                       ("capped arm's winner - tuned best preset", "capped_minus_tuned_best_preset"),
                        ("hybridnas - Ray Tune (OptunaSearch+ASHA)", "hybridnas_minus_tune"),
+                       ("warm - Ray Tune", "warm_minus_tune"),
+                       ("capped - Ray Tune", "capped_minus_tune"),
                        ("moves learning from pruned trials - hybridnas", "pruned_minus_hybridnas"),
-                       ("warm (presets queued first) - hybridnas", "warm_minus_hybridnas")):
+                       ("warm (presets queued first) - hybridnas", "warm_minus_hybridnas"),
+                       ("capped (warm, at most the smaller preset's params) - warm", "capped_minus_warm")):
         d = summary["paired"].get(key)
         if d is None:
             continue
@@ -970,7 +996,8 @@ def real_summary_of_files(args: argparse.Namespace) -> None:
     print(real_table(merged["summary"]))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main_parser() -> argparse.ArgumentParser:
+    """The subcommands, each with its arguments and the function that runs it (`run`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("strategy", help="Samplers and duplicate handling on NAS-Bench-201 (table lookups).")
@@ -994,8 +1021,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-macs", type=int, default=20_000_000, help="MAC limit of the searches (default 20M).")
     p.add_argument("--retrain-epochs", type=int, default=15, help="Epochs of every retraining (default 15).")
     p.add_argument("--arms", nargs="+", choices=REAL_ARMS, default=list(REAL_ARMS),
-                   help="Which arms to run (default all six): after a change to one arm, rerun only it.")
-    p.add_argument("--presets", nargs="*", default=["chae", "samc"],
+                   help="Which arms to run (default all seven): after a change to one arm, rerun only it.")
+    p.add_argument("--presets", nargs="*", default=list(BASELINE_PRESETS),
                    help="Paper presets retrained on every seed's split (default chae samc; none: no presets).")
     p.add_argument("--first-seed-presets", nargs="*", default=[],
                    help="Presets retrained on the first seed's split only (zureick and group18 take ~25 min "
@@ -1016,7 +1043,11 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("real-job", help="One search or retrain of `real` in its own process (started by `real`).")
     p.add_argument("spec", help="The job's JSON file.")
     p.set_defaults(run=real_job)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = main_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.run(args)
 

@@ -109,15 +109,15 @@ def test_move_outcomes_compares_each_trained_move_with_its_base_at_the_epoch_it_
     assert search_quality.move_outcomes(trials)["best_is_move"] is True
 
 
-def real_run(arm: str, seed: int, picks: list[tuple[float, float, int]]) -> dict[str, Any]:
+def real_run(arm: str, seed: int, picks: list[tuple[float, float, int]], cpu_s: float = 800.0) -> dict[str, Any]:
     """A finished `real` run whose retrain scored (val, test, params) rows."""
     return {"arm": arm, "seed": seed,
-            "search": {"best_val_top1": 0.5, "distinct_trained": 80, "cpu_s": 800.0, "cpu_per_wall": 1.9,
+            "search": {"best_val_top1": 0.5, "distinct_trained": 80, "cpu_s": cpu_s, "cpu_per_wall": 1.9,
                        "wall_s": 440.0},
             "retrain": {"rows": [{"val_top1": v, "test_top1": t, "params": n} for v, t, n in picks]}}
 
 
-def test_seed_pairs_score_the_warm_arm_against_the_tuned_best_preset_and_the_hybridnas_arm() -> None:
+def test_seed_pairs_score_the_warm_and_capped_arms_against_the_tuned_best_preset_and_other_arms() -> None:
     presets = [{"seed": seed, "retrain": {"rows": [
         {"preset": "chae", "val_top1": 0.53, "test_top1": chae, "params": 370_032, "tuned": {"recipes": 8}},
         {"preset": "samc", "val_top1": 0.51, "test_top1": 0.60, "params": 1_228_234, "tuned": {"recipes": 8}}]}}
@@ -125,8 +125,11 @@ def test_seed_pairs_score_the_warm_arm_against_the_tuned_best_preset_and_the_hyb
     document = {"presets": presets, "runs": [
         real_run("hybridnas", 0, [(0.50, 0.53, 200_000), (0.49, 0.56, 90_000)]),
         real_run("warm", 0, [(0.52, 0.55, 370_032)]),
+        real_run("capped", 0, [(0.51, 0.54, 250_000)]),
+        real_run("tune", 0, [(0.48, 0.50, 80_000)], cpu_s=640.0),
         real_run("hybridnas", 1, [(0.51, 0.53, 150_000)]),
         real_run("warm", 1, [(0.50, 0.57, 120_000), (0.52, 0.56, 300_000)]),
+        real_run("capped", 1, [(0.52, 0.58, 360_000)]),
     ]}
 
     pairs = search_quality.seed_pairs(document)
@@ -135,8 +138,26 @@ def test_seed_pairs_score_the_warm_arm_against_the_tuned_best_preset_and_the_hyb
     assert pairs["warm_minus_tuned_best_preset"]["per_seed"] == pytest.approx({0: 3.0, 1: 2.0})
     assert pairs["warm_params_minus_preset_params"] == {0: 0, 1: 300_000 - 370_032}
     assert pairs["winner_minus_tuned_best_preset"]["per_seed"] == pytest.approx({0: 1.0, 1: -1.0})
+    assert pairs["capped_minus_tuned_best_preset"]["per_seed"] == pytest.approx({0: 2.0, 1: 4.0})
+    assert pairs["capped_params_minus_preset_params"] == {0: 250_000 - 370_032, 1: 360_000 - 370_032}
     assert pairs["warm_minus_hybridnas"]["per_seed"] == pytest.approx({0: 2.0, 1: 3.0})
+    assert pairs["capped_minus_warm"]["per_seed"] == pytest.approx({0: -1.0, 1: 2.0})
+    # Only seed 0 has a tune run: the arms meet it there, at their CPU time over its 640 s.
+    assert pairs["warm_minus_tune"]["per_seed"] == pytest.approx({0: 5.0})
+    assert pairs["capped_minus_tune"]["per_seed"] == pytest.approx({0: 4.0})
+    assert pairs["warm_cpu_s_over_tune_cpu_s"] == {0: 1.25}
     assert pairs["pruned_minus_hybridnas"] is None
+
+
+def test_the_capped_arm_is_the_warm_arm_limited_to_the_smaller_presets_parameters() -> None:
+    args = search_quality.main_parser().parse_args(["real"])
+
+    warm = search_quality.real_definition(args, 0, "warm")
+    capped = search_quality.real_definition(args, 0, "capped")
+
+    assert capped.max_params == 370_032  # CHAE at 32x32 and 10 classes; SAMC has 1,228,234
+    assert capped.model_dump(exclude={"max_params"}) == warm.model_dump(exclude={"max_params"})
+    assert warm.max_params is None and warm.enqueue_presets is True
 
 
 def test_presets_from_another_run_must_share_its_split_and_retrain_settings(tmp_path: Path) -> None:
