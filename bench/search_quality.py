@@ -54,9 +54,9 @@ The summary pairs the arms within each seed (same split, same test images): the 
 (the hybridnas arm's retrain-val pick) and the warm and capped arms' picks minus the tuned best
 preset (the preset with the best retrain val), and the pairs of arms in `ARM_PAIRS` (the
 hybridnas, warm and capped arms against the tune arm, ...), each as the per-seed differences, their
-median and mean with a 95% t interval over the seeds. `real-summary --presets-from` pairs a rerun of some arms with
-the presets an earlier run retrained on the same splits. Each search also records how its
-local-search moves did against the trials they edited (`move_outcomes`).
+median and mean with a 95% t interval over the seeds. `real-summary --presets-from` pairs a rerun
+of some arms with the presets an earlier run retrained on the same splits. Each search also
+records how its local-search moves did against the trials they edited (`move_outcomes`).
 
     python bench/search_quality.py real [--budget-s 420] [--seeds 5] [--retrain-epochs 15]
                                         [--test-images 10000] [--tune-presets 8]
