@@ -235,7 +235,7 @@ def retrain_cmd(**options: Any) -> None:
 with_parameters(retrain_cmd, [
     keyword("study_name", StudyOpt),
     keyword("storage", StorageOpt, None),
-    keyword("top", Annotated[int, typer.Option("--top", min=1, max=1000, help="Retrain the K best distinct architectures (each by its best trial).")], 3),
+    keyword("top", Annotated[int, typer.Option("--top", min=0, max=1000, help="Retrain the K best distinct architectures (each by its best trial); 0: only the --presets.")], 3),
     keyword("epochs", Annotated[int, typer.Option("--epochs", min=1, max=MAX_EPOCHS, help="Epochs of each retraining (the longer budget).")], 30),
     keyword("test", Annotated[bool, typer.Option("--test", help="Also score on the test split (or the study's held-out images).")], False),
     keyword("seeds", Annotated[int, typer.Option("--seeds", min=1, max=100, help="Retrain each trial with this many seeds.")], 1),

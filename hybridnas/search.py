@@ -210,10 +210,11 @@ def retrain(
     Ray workers (a rerun resumes) and return one row per trial (`trial`, `params`, `macs`,
     `epochs`, `val_top1`, `test_top1`, ...), as `hybridnas retrain --json` prints. `presets`
     names papers' models to retrain beside them under the same budget (their rows have `preset`
-    and `trial` None); with `tune_presets` N, each first gets a search of N recipes over the
-    space's `training:` section (study `STUDY/tune/PRESET`, on the same workers; see
-    objectives.preset_tuning) and retrains with the best. `ray`: as in `launch` (`progress` is
-    made from each study the workers run). Ctrl-C: as in `launch`."""
+    and `trial` None; `top` 0 retrains them alone, on the study's data, split and recipe); with
+    `tune_presets` N, each first gets a search of N recipes over the space's `training:` section
+    (study `STUDY/tune/PRESET`, on the same workers; see objectives.preset_tuning) and retrains
+    with the best. `ray`: as in `launch` (`progress` is made from each study the workers run).
+    Ctrl-C: as in `launch`."""
     from hybridnas.objectives.preset_tuning import open_tuning, tuned_recipe
     from hybridnas.objectives.retrain import check_presets, check_retrainable, pick_trials, plan_retrain, retrain_results
     from hybridnas.objectives.study.definition import stored_definition
@@ -222,6 +223,8 @@ def retrain(
     say = run.say
     if tune_presets and not presets:
         raise UsageError("--tune-presets: name the presets to tune with --presets")
+    if top == 0 and (pareto or not presets):
+        raise UsageError("--top 0 retrains the --presets alone: name them, and leave out --pareto")
     source = load(study, storage)
     check_retrainable(source, epochs=epochs, test=test, train_subset=train_subset)
     definition = stored_definition(source)

@@ -82,13 +82,16 @@ def pick_trials(study: optuna.Study, top: int, *, pareto: bool = False) -> list[
     infeasible sample. The search's own key (`arch_key`) also tells training settings apart, so
     a search whose local-search moves tried three learning rates on its best model has three
     distinct trials of one architecture; a top-3 of them would retrain one model three times.
-    """
+    `top` 0 picks none (a retrain of the baselines alone): the search need not have finished a
+    trial."""
     from optuna.trial import TrialState
 
     from hybridnas.models.canonical import architecture_key
     from hybridnas.objectives.study.results import trial_config
 
     multi = len(study.directions) > 1
+    if top == 0 and not pareto:
+        return []
     if pareto != multi:
         raise UsageError(f"study '{study.study_name}' has {'two objectives' if multi else 'one objective'}: "
                          f"{'retrain its Pareto front' if multi else 'retrain its top trials'}")

@@ -137,6 +137,43 @@ def test_retrain_rejects_an_unknown_preset_before_storing_anything(hybridnas, tm
     assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(url, heartbeat_interval=None))] == ["p"]
 
 
+@pytest.mark.usefixtures("study_env")
+def test_top_0_retrains_the_presets_alone_on_a_study_with_no_trial_finished(hybridnas, tmp_path: Path) -> None:
+    """A baseline measured on a search's data and split need not wait for (or retrain) its trials."""
+    from hybridnas.objectives.study.records import PRESET
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    code, out = hybridnas("launch", "--study", "b", "--storage", url, *tiny_study_args(2), "--workers", "0")
+    assert code == 0, out
+
+    def retrain(*flags: str) -> tuple[int, str]:
+        return hybridnas("retrain", "--study", "b", "--storage", url, "--epochs", "1", "--json", *flags)
+
+    code, out = retrain("--top", "0", "--workers", "0")
+    assert code == 2 and "--top 0 retrains the --presets alone: name them" in out, out
+    code, out = retrain("--top", "0", "--presets", "chae", "--pareto", "--workers", "0")
+    assert code == 2 and "leave out --pareto" in out, out
+    code, out = retrain("--top", "1", "--presets", "chae", "--workers", "0")
+    assert code == 2 and "study 'b' has no completed trial to retrain yet" in out, out
+
+    code, out = retrain("--top", "0", "--presets", "chae", "--workers", "0")
+    assert code == 0 and "1 job(s) queued" in out, out
+    code, out = hybridnas("worker", "--study", companion_name("b"), "--storage", url, "--threads", "1",
+                          "--worker-id", TEST_WORKER)
+    assert code == 0, out
+
+    code, out = retrain("--top", "0", "--presets", "chae", "--workers", "0")
+
+    assert code == 0, out
+    (row,) = json_in(out)
+    assert row["preset"] == "chae" and row["trial"] is None and row["params"] == 370_032
+    assert row["epochs"] == 1 and 0.0 < row["val_top1"] < 1.0
+    storage = open_storage(url, heartbeat_interval=None)
+    (job,) = optuna.load_study(study_name=companion_name("b"), storage=storage).get_trials()
+    assert job.state == TrialState.COMPLETE and job.user_attrs[PRESET] == "chae" and SOURCE_TRIAL not in job.user_attrs
+    assert optuna.load_study(study_name="b", storage=storage).get_trials() == []  # the search is untouched
+
+
 def test_top_k_takes_one_trial_per_architecture_whatever_its_training_settings() -> None:
     """Moves that only change the learning rate make distinct trials of one architecture: the
     top K still names K different models, each by its best-scoring trial."""
