@@ -15,6 +15,7 @@ import json
 import socket
 from collections.abc import Callable, Iterable
 from http.cookies import CookieError, SimpleCookie
+from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -22,6 +23,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from hybridnas.common import UsageError
 
 DASHBOARD_TOKEN_ENV = "HYBRIDNAS_DASHBOARD_TOKEN"
+# How long a connection may stay silent before it is dropped; each open connection holds a thread.
+IDLE_CONNECTION_S = 30.0
 # Methods that read; every state-changing route of optuna-dashboard 0.21 is POST, PUT or DELETE.
 _READS = frozenset({"GET", "HEAD"})
 
@@ -106,8 +109,17 @@ def _refuse(start_response: StartResponse, status: str, reason: str,
     return [body]
 
 
-class _MaskedLogHandler(WSGIRequestHandler):
-    """wsgiref's handler, with the access log's request lines masked (a ``?token=`` load is logged)."""
+class _Handler(WSGIRequestHandler):
+    """wsgiref's handler, with the access log's request lines masked (a ``?token=`` load is logged),
+    and a connection that stays silent for :data:`IDLE_CONNECTION_S` dropped without a traceback."""
+
+    timeout = IDLE_CONNECTION_S
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except TimeoutError:
+            self.close_connection = True
 
     def address_string(self) -> str:
         return self.client_address[0]  # no reverse DNS lookup per request
@@ -118,7 +130,15 @@ class _MaskedLogHandler(WSGIRequestHandler):
         super().log_message(format, *(mask_url(a) if isinstance(a, str) else a for a in args))
 
 
-class _IPv6Server(WSGIServer):
+class _Server(ThreadingMixIn, WSGIServer):
+    """wsgiref's server with a thread per connection. Alone it answers one connection at a time, and
+    a client that connects and sends nothing (a browser's speculative preconnect, or anyone who can
+    reach the port) would hold every other request until it went away."""
+
+    daemon_threads = True
+
+
+class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
@@ -151,8 +171,8 @@ def serve_dashboard(
     app = AccessGuard(optuna_dashboard.wsgi(storage, artifact_store=store), token=token, allow_writes=allow_writes,
                       cookie=f"hybridnas-dashboard-{port}")
     try:
-        server = make_server(host.strip("[]"), port, app, _IPv6Server if ":" in host else WSGIServer,
-                             _MaskedLogHandler)
+        server = make_server(host.strip("[]"), port, app, _IPv6Server if ":" in host else _Server,
+                             _Handler)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise UsageError(f"port {port} on {host} is already in use; choose another port") from None

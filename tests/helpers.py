@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -112,13 +113,28 @@ SCREENS = Path("/tmp/hybridnas-screens")
 
 def chromium(*args: str, timeout: int = 120) -> str:
     """Headless Chromium's stdout (`--dump-dom`, `--screenshot=`). A missing browser fails the
-    test: the test command installs Debian's package, so a page test never silently skips."""
+    test: the test command installs Debian's package, so a page test never silently skips.
+
+    Chromium's new headless mode at times hangs on its way out after it wrote the screenshot
+    (cypress-io/cypress#27264): a screenshot it reported written counts, and the browser, renderers
+    included, is killed. Any other hang fails with the end of what Chromium printed."""
     browser = shutil.which("chromium")
     assert browser, "needs Debian's chromium on PATH; the README's test command installs it (apt-get install chromium)"
-    done = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    with subprocess.Popen([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=30)
+            shot = next((arg.removeprefix("--screenshot=") for arg in args if arg.startswith("--screenshot=")), None)
+            if shot is not None and f"bytes written to file {shot}" in err:
+                return out
+            printed = [line for line in err.splitlines() if "dbus" not in line]
+            raise AssertionError(f"headless Chromium was still running after {timeout} s; the end of what it printed:\n"
+                                 + "\n".join(printed[-20:])) from None
+    assert proc.returncode == 0, err
+    return out
 
 
 @contextmanager

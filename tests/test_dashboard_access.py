@@ -12,13 +12,15 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from wsgiref.simple_server import make_server
 
 import optuna
 import pytest
@@ -26,6 +28,7 @@ import yaml
 from helpers import chromium
 from optuna.artifacts import upload_artifact
 
+from hybridnas.reports._dashboard import _Handler, _Server
 from hybridnas.storage import artifact_store, open_storage
 
 STARTUP_LIMIT_S = 90  # a hang guard on a busy 2-core machine, not a timing assertion
@@ -196,6 +199,39 @@ def test_allow_writes_lets_a_delete_through(study_db: str, tmp_path: Path) -> No
     assert open_storage(study_db, heartbeat_interval=None).get_all_studies() == []
     assert list((tmp_path / "nas-artifacts").iterdir()) == []
     assert "writes allowed" in server.printed()
+
+
+@pytest.mark.integration  # the real dashboard command as a new process
+def test_a_connection_that_sends_nothing_holds_up_no_one(study_db: str, tmp_path: Path) -> None:
+    """A browser's speculative preconnect, or anyone who can reach the port, may open a connection
+    and send nothing, or half a request line: everyone else is answered meanwhile."""
+    with _dashboard(study_db, tmp_path) as server:
+        address = ("127.0.0.1", int(server.base.rsplit(":", 1)[1]))
+        with socket.create_connection(address) as silent, socket.create_connection(address) as halfway:
+            halfway.sendall(b"GET /api/stud")
+            status, _, body = _request(f"{server.base}/api/studies")
+            assert status == 200 and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["guarded"]
+
+
+def test_a_silent_connection_is_dropped_after_the_idle_limit(monkeypatch: pytest.MonkeyPatch,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    """Each open connection holds a thread, so one that stays silent is closed, without a traceback."""
+    monkeypatch.setattr(_Handler, "timeout", 0.5)
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    server = make_server("127.0.0.1", 0, app, _Server, _Handler)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        with socket.create_connection(server.server_address, timeout=30) as silent:
+            assert silent.recv(1) == b""  # the server closed it; a hang would raise TimeoutError
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.mark.integration  # the real dashboard command as a new process
