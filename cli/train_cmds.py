@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 console = make_console(stderr=True)
 
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "label_smoothing", "schedule", "amp",
-               "compile", "device")
+               "channels_last", "compile", "device")
 
 
 def train_cmd(**options: Any) -> None:

@@ -39,6 +39,11 @@ TINY_CONFIG = {
     "head": {"kind": "avgpool"},
 }
 
+# The `hybridnas train` flags that fix the precision a trial or job recorded, one per choice of
+# amp "auto" on the CPU: a rerun with them is that run again on any CPU, busy or not.
+PRECISION_FLAGS = {"fp32, NCHW": ["--amp", "off", "--no-channels-last"],
+                   "bf16, channels_last": ["--amp", "bf16", "--channels-last"]}
+
 
 def json_in(out: str) -> Any:
     """The first JSON document in a command's output (stdout comes before stderr's log lines)."""

@@ -206,3 +206,16 @@ def test_cpu_precision_measures_once_per_architecture_and_leaves_the_model_untou
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert cpu_precision(build(cfg), cfg, 64) == choice
+
+
+def test_amp_auto_on_the_cpu_trains_as_its_choice_set_explicitly(cifar: DataSplits) -> None:
+    """Measuring the precision draws nothing from the global random stream, so dropout masks, and
+    with them the weights, are those of `amp` and `channels_last` set to what auto chose."""
+    data = small(cifar, 256, 128)
+    cfg = parse_config({**TINY, "name": "tiny_dropout", "head": {"kind": "avgpool", "hidden_units": [32], "dropout": 0.5}})
+    auto = train_model(cfg, data, quick(amp="auto", batch_size=32))
+    dtype = {"fp32": "off", "bf16": "bf16"}[auto.precision.split(", ")[0]]
+    explicit = train_model(cfg, data, quick(amp=dtype, channels_last=auto.precision.endswith("channels_last"), batch_size=32))
+    assert explicit.precision == auto.precision
+    assert explicit.val_top1 == auto.val_top1
+    assert all(torch.equal(a, b) for a, b in zip(auto.model.state_dict().values(), explicit.model.state_dict().values()))

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from helpers import CIFAR, TEST_WORKER, ctrl_c_when, json_in, tiny_study_args
+from helpers import CIFAR, PRECISION_FLAGS, TEST_WORKER, ctrl_c_when, json_in, tiny_study_args
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -105,17 +105,18 @@ def test_retrain_on_postgres_keeps_weights_that_rebuild(hybridnas, postgres_url:
         model.load_state_dict(state)
 
     # `hybridnas train` of the exported trial, with the study's splits and seed, the retrain's
-    # epochs and the worker's thread count, is the retrain job again, to the last bit
+    # epochs, the worker's thread count and the job's precision, is the retrain job again, to the last bit
     job = max(companion.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
     code, out = hybridnas("export", "--study", pg_name, "--storage", postgres_url, "--trial",
                           job.user_attrs[SOURCE_TRIAL], "-o", tmp_path / "job.yaml")
     assert code == 0, out
     code, out = hybridnas("train", tmp_path / "job.yaml", "--dataset", CIFAR, "--train-subset", "256",
                           "--val-subset", "128", "--test-subset", TEST_IMAGES, "--seed", "0", "--epochs", "2",
-                          "--threads", "1", "--out", tmp_path / "run", "--json")
+                          "--threads", "1", *PRECISION_FLAGS[job.user_attrs["precision"]], "--out", tmp_path / "run", "--json")
     assert code == 0, out
     metrics = json_in(out)
     assert (metrics["val_top1"], metrics["device"]) == (job.value, job.user_attrs["device"]) == (job.value, "cpu (1 threads)")
+    assert metrics["precision"] == job.user_attrs["precision"]
 
 
 @pytest.mark.usefixtures("study_env")

@@ -61,7 +61,10 @@ _CPU_PRECISION_CACHE: dict[tuple[str, int], Precision] = {}
 def cpu_precision(model: nn.Module, config: ArchConfig, batch_size: int) -> Precision:
     """amp "auto" on the CPU: time forward+backward in fp32 NCHW and in bf16 channels_last, keep the faster.
 
-    Runs in eval mode (no BatchNorm statistics move) and leaves no gradients behind. Cached per
+    Runs in eval mode (no BatchNorm statistics move), leaves no gradients behind and draws its probe
+    batch from a generator of its own, so training after it sees the same global random stream
+    (dropout masks) as with amp set explicitly: `train --amp off --no-channels-last` reruns a job
+    whose `precision` is "fp32, NCHW" to the last bit. Cached per
     architecture (the config without its name: an exported trial is named apart from the trial)
     and batch size for the process, so the same architecture trains the same way twice even when
     a busy machine would tip the timing the other way.
@@ -74,7 +77,8 @@ def cpu_precision(model: nn.Module, config: ArchConfig, batch_size: int) -> Prec
     if torch.cpu._is_amx_tile_supported():
         candidates.append(Precision(torch.bfloat16, torch.channels_last))
     inp = config.input
-    x = torch.randn(min(batch_size, 32), inp.channels, inp.image_size, inp.image_size)
+    x = torch.randn(min(batch_size, 32), inp.channels, inp.image_size, inp.image_size,
+                    generator=torch.Generator().manual_seed(0))
     was_training = model.training
     model.eval()
     seconds = {}

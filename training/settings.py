@@ -80,7 +80,7 @@ class TrainSettings(BaseModel):
     rotation: Annotated[float, Field(ge=0, le=180)] = 0.0
     cutout: Annotated[int, Field(ge=0, le=8192)] = 0
     amp: Annotated[Amp, Field(description="Mixed precision: auto measures bf16 against fp32 on the CPU.")] = "auto"
-    channels_last: bool = True
+    channels_last: Annotated[bool, Field(description="Channels-last memory layout with amp off, bf16 or fp16 (amp auto on the CPU picks it with the dtype).")] = True
     compile: Annotated[bool, Field(description="torch.compile the model.")] = False
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     device: Annotated[str, Field(description="auto, cpu, cuda or cuda:N.")] = "auto"
