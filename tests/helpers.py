@@ -39,10 +39,16 @@ TINY_CONFIG = {
     "head": {"kind": "avgpool"},
 }
 
-# The `hybridnas train` flags that fix the precision a trial or job recorded, one per choice of
-# amp "auto" on the CPU: a rerun with them is that run again on any CPU, busy or not.
-PRECISION_FLAGS = {"fp32, NCHW": ["--amp", "off", "--no-channels-last"],
-                   "bf16, channels_last": ["--amp", "bf16", "--channels-last"]}
+# The training settings that fix the precision a trial or job recorded, one per choice of amp
+# "auto" on the CPU: a rerun with them is that run again on any CPU, busy or not.
+PRECISION_SETTINGS = {"fp32, NCHW": {"amp": "off", "channels_last": False},
+                      "bf16, channels_last": {"amp": "bf16", "channels_last": True}}
+
+
+def precision_flags(precision: str) -> list[str]:
+    """PRECISION_SETTINGS of a recorded `precision` as `hybridnas train` flags."""
+    settings = PRECISION_SETTINGS[precision]
+    return ["--amp", settings["amp"], "--channels-last" if settings["channels_last"] else "--no-channels-last"]
 
 
 def json_in(out: str) -> Any:

@@ -10,7 +10,7 @@ import weakref
 from pathlib import Path
 
 import pytest
-from helpers import CIFAR, TINY_CONFIG
+from helpers import CIFAR, PRECISION_SETTINGS, TINY_CONFIG
 import torch
 from torch import nn
 
@@ -214,8 +214,7 @@ def test_amp_auto_on_the_cpu_trains_as_its_choice_set_explicitly(cifar: DataSpli
     data = small(cifar, 256, 128)
     cfg = parse_config({**TINY, "name": "tiny_dropout", "head": {"kind": "avgpool", "hidden_units": [32], "dropout": 0.5}})
     auto = train_model(cfg, data, quick(amp="auto", batch_size=32))
-    dtype = {"fp32": "off", "bf16": "bf16"}[auto.precision.split(", ")[0]]
-    explicit = train_model(cfg, data, quick(amp=dtype, channels_last=auto.precision.endswith("channels_last"), batch_size=32))
+    explicit = train_model(cfg, data, quick(**PRECISION_SETTINGS[auto.precision], batch_size=32))
     assert explicit.precision == auto.precision
     assert explicit.val_top1 == auto.val_top1
     assert all(torch.equal(a, b) for a, b in zip(auto.model.state_dict().values(), explicit.model.state_dict().values()))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import ARCHIVE, PRECISION_FLAGS, TEST_WORKER, tiny_study_args
+from helpers import ARCHIVE, TEST_WORKER, precision_flags, tiny_study_args
 from optuna.trial import TrialState
 
 from hybridnas.models.config import load_config
@@ -43,7 +43,7 @@ def test_export_summary_train_round_trip(hybridnas, searched: str, tmp_path: Pat
     # the study's splits, epochs, seed, the worker's thread count and the trial's precision: its own run again
     code, out = hybridnas("train", tmp_path / "best.yaml", "--dataset", f"folder:{ARCHIVE}", "--train-subset", "256",
                           "--val-subset", "128", "--epochs", "2", "--seed", "0", "--threads", "1",
-                          *PRECISION_FLAGS[best.user_attrs["precision"]], "--out", tmp_path / "run", "--json")
+                          *precision_flags(best.user_attrs["precision"]), "--out", tmp_path / "run", "--json")
     assert code == 0, out
     metrics = json.loads(out[out.index("{"):])
     assert metrics["params"] == best.user_attrs["params"]

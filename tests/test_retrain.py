@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from helpers import CIFAR, PRECISION_FLAGS, TEST_WORKER, ctrl_c_when, json_in, tiny_study_args
+from helpers import CIFAR, TEST_WORKER, ctrl_c_when, json_in, precision_flags, tiny_study_args
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -112,7 +112,7 @@ def test_retrain_on_postgres_keeps_weights_that_rebuild(hybridnas, postgres_url:
     assert code == 0, out
     code, out = hybridnas("train", tmp_path / "job.yaml", "--dataset", CIFAR, "--train-subset", "256",
                           "--val-subset", "128", "--test-subset", TEST_IMAGES, "--seed", "0", "--epochs", "2",
-                          "--threads", "1", *PRECISION_FLAGS[job.user_attrs["precision"]], "--out", tmp_path / "run", "--json")
+                          "--threads", "1", *precision_flags(job.user_attrs["precision"]), "--out", tmp_path / "run", "--json")
     assert code == 0, out
     metrics = json_in(out)
     assert (metrics["val_top1"], metrics["device"]) == (job.value, job.user_attrs["device"]) == (job.value, "cpu (1 threads)")

@@ -63,8 +63,7 @@ def cpu_precision(model: nn.Module, config: ArchConfig, batch_size: int) -> Prec
 
     Runs in eval mode (no BatchNorm statistics move), leaves no gradients behind and draws its probe
     batch from a generator of its own, so training after it sees the same global random stream
-    (dropout masks) as with amp set explicitly: `train --amp off --no-channels-last` reruns a job
-    whose `precision` is "fp32, NCHW" to the last bit. Cached per
+    (dropout masks) as with its choice set explicitly. Cached per
     architecture (the config without its name: an exported trial is named apart from the trial)
     and batch size for the process, so the same architecture trains the same way twice even when
     a busy machine would tip the timing the other way.
